@@ -1,0 +1,85 @@
+"""Typed events that ingest hands to the rest of radflow (JSON on the wire)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+#: OBR-25 result status values radflow acts on.
+PRELIMINARY, FINAL, CORRECTED, CANCELLED = "P", "F", "C", "X"
+SIGNED_STATUSES = frozenset({FINAL, CORRECTED})
+
+
+@dataclass(frozen=True)
+class ReportEvent:
+    """One radiology result as read from an ORU^R01 (no patient identifiers on purpose)."""
+
+    institution: str
+    accession: str
+    status: str
+    exam: str
+    exam_code: str
+    body_system: str
+    modality: str
+    findings: str
+    impression: str
+    language: str
+    signer: str = ""
+    message_control_id: str = ""
+    sending_application: str = ""
+    observed_at: str = ""
+    findings_raw: str = ""
+    impression_raw: str = ""
+    received_at: float = 0.0
+    kind: str = field(default="report")
+
+    @property
+    def key(self) -> str:
+        """Partition key: drafts and signed reports of one exam meet on one partition."""
+        return pair_key(self.institution, self.accession)
+
+    @property
+    def signed(self) -> bool:
+        return self.status in SIGNED_STATUSES
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReportEvent:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Input that could not be processed, kept with its raw bytes so it can be replayed."""
+
+    raw: bytes
+    error: str
+    peer: str
+    received_at: float
+    stage: str = "parse"
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "raw_b64": base64.b64encode(self.raw).decode(),
+                "error": self.error,
+                "peer": self.peer,
+                "received_at": self.received_at,
+                "stage": self.stage,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> DeadLetter:
+        d = json.loads(data)
+        return cls(base64.b64decode(d["raw_b64"]), d["error"], d["peer"], d["received_at"], d["stage"])
+
+
+def pair_key(institution: str, accession: str) -> str:
+    return f"{institution}|{accession}"

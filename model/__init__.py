@@ -1,0 +1,1 @@
+"""Model layer: loading a local causal LM, prompt templates, guarded batched drafting."""

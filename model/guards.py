@@ -1,0 +1,31 @@
+"""Guards on generated text (the paper's two: empty output and repeated words)."""
+
+from __future__ import annotations
+
+import re
+
+_SENTENCE = re.compile(r"[^。；;.!?！？\n]+[。；;.!?！？]?")
+
+
+def cut_repetition(text: str, max_repeat: int = 2) -> tuple[str, bool]:
+    """Drop repeated sentences and collapse character or word loops. Returns (text, changed)."""
+    changed = False
+    seen: set[str] = set()
+    kept = []
+    for sentence in _SENTENCE.findall(text):
+        norm = re.sub(r"\W", "", sentence).lower()
+        if norm and norm in seen:
+            changed = True
+            continue
+        seen.add(norm)
+        kept.append(sentence)
+    out = "".join(kept).strip() if kept else text.strip()
+    # a unit of 1-8 characters repeated more than max_repeat times in a row ("结节结节结节…")
+    looped = re.sub(r"(.{1,8}?)\1{%d,}" % max_repeat, r"\1", out)
+    if looped != out:
+        changed = True
+    return looped, changed
+
+
+def is_empty(text: str) -> bool:
+    return not re.sub(r"[\W_]", "", text)

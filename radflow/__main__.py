@@ -1,0 +1,5 @@
+import sys
+
+from radflow.cli import main
+
+sys.exit(main())

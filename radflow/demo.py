@@ -1,0 +1,196 @@
+"""`radflow demo` and `radflow serve`: broker, worker, listener, and (for the demo) a replayed feed."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.listener import IngestTopics
+from ingest.mllp import MLLPClient, ack_code
+from ingest.service import start_ingest
+from model.bootstrap import BootstrapConfig, bootstrap
+from radflow.broker import EmbeddedBroker, ensure_topics
+from radflow.demodata import FeedItem, feed, generate_reports, write_pairs
+from radflow.errors import RadflowError
+from radflow.settings import Settings
+from storage.repository import Repository
+from storage.tables import DraftRow, ScoreRow
+from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+TRAIN_SEED, FEED_SEED = 7, 11
+TRAIN_PER_SEGMENT = 40
+
+
+def ensure_model(settings: Settings, progress: bool = True) -> Path:
+    """The configured model, or the bootstrap model (trained once, then cached)."""
+    if settings.model_path:
+        return Path(settings.model_path)
+    pairs = write_pairs(generate_reports(TRAIN_PER_SEGMENT, seed=TRAIN_SEED), settings.home / "demo" / "train_pairs.jsonl")
+    return bootstrap(pairs, settings.resolved_model_path, BootstrapConfig(steps=settings.bootstrap_steps), progress=progress)
+
+
+@dataclass
+class Stack:
+    """The running processes of `serve` and `demo`; stop() leaves nothing behind."""
+
+    settings: Settings
+    broker: EmbeddedBroker | None
+    worker: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+        if self.broker:
+            self.broker.stop()
+
+
+def start_stack(settings: Settings, log_dir: Path) -> Stack:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    broker = None
+    if settings.embedded:
+        broker = EmbeddedBroker(settings.embedded_broker_port, log_dir / "broker.log").start()
+    names = TopicNames(settings.topic_prefix)
+    try:
+        asyncio.run(ensure_topics(settings.bootstrap_servers, names.source_topics() + names.changelog_topics(), settings.partitions))
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")}, **settings.to_env()}
+        env["RADFLOW_BROKER"] = settings.broker_url
+        with (log_dir / "worker.log").open("ab") as worker_log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "radflow", "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+    except BaseException:
+        if broker:
+            broker.stop()
+        raise
+    return Stack(settings, broker, worker)
+
+
+def wait_for_dashboard(settings: Settings, worker: subprocess.Popen[bytes], timeout: float = 180.0) -> str:
+    url = f"http://{settings.mllp_host}:{settings.dashboard_port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RadflowError(f"the worker exited with code {worker.returncode}; see its log in {settings.home / 'logs'}")
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=1):
+                return url
+        except OSError:
+            time.sleep(0.5)
+    raise RadflowError(f"the worker's web server did not answer at {url} in {timeout:.0f} s")
+
+
+async def replay(settings: Settings, items: list[FeedItem], progress: bool = True) -> dict[str, int]:
+    """Send the feed over MLLP, one connection per institution (as each RIS has its own), and count
+    the ACK codes."""
+    from tqdm.auto import tqdm
+
+    by_institution: dict[str, list[bytes]] = {}
+    for item in items:
+        by_institution.setdefault(item.report.institution, []).append(item.message)
+    codes: dict[str, int] = {}
+    bar = tqdm(total=len(items), desc="HL7 sent", unit="msg", disable=not progress)
+
+    async def send(messages: list[bytes]) -> None:
+        client = await MLLPClient.connect(settings.mllp_host, settings.mllp_port)
+        try:
+            for message in messages:
+                code = ack_code(await client.send(message))
+                codes[code] = codes.get(code, 0) + 1
+                bar.update(1)
+        finally:
+            await client.close()
+
+    await asyncio.gather(*(send(m) for m in by_institution.values()))
+    bar.close()
+    return codes
+
+
+def wait_for_rows(repo: Repository, model: type, keys: set[tuple[str, str]], since: float, desc: str,
+                  timeout: float, progress: bool = True) -> int:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(keys), desc=desc, unit="report", disable=not progress)
+    deadline = time.monotonic() + timeout
+    done = 0
+    while time.monotonic() < deadline:
+        done = repo.count(model, keys, since=since)
+        bar.update(done - bar.n)
+        if done >= len(keys):
+            break
+        time.sleep(0.5)
+    bar.close()
+    return done
+
+
+def score_table(repo: Repository) -> str:
+    rows = repo.score_summary()
+    lines = [f"{'institution':<12} {'n':>4} {'R-1':>6} {'R-2':>6} {'R-L':>6}", "-" * 38]
+    for r in rows:
+        lines.append(f"{r['institution']:<12} {r['n']:>4} {r['rouge1']:>6.3f} {r['rouge2']:>6.3f} {r['rougeL']:>6.3f}")
+    if rows:
+        n = sum(r["n"] for r in rows)
+        mean = {k: sum(r[k] * r["n"] for r in rows) / n for k in ("rouge1", "rouge2", "rougeL")}
+        lines.append("-" * 38)
+        lines.append(f"{'all':<12} {n:>4} {mean['rouge1']:>6.3f} {mean['rouge2']:>6.3f} {mean['rougeL']:>6.3f}")
+    return "\n".join(lines)
+
+
+def run_demo(settings: Settings, per_segment: int = 6, wait: bool = True, progress: bool = True) -> int:
+    print(f"radflow demo: data in {settings.home.resolve()}")
+    model_dir = ensure_model(settings, progress)
+    settings = dataclasses.replace(settings, model_path=str(model_dir))
+    reports = generate_reports(per_segment, seed=FEED_SEED, start=1000)
+    items = list(feed(reports, seed=FEED_SEED))
+    keys = {(r.institution, r.accession) for r in reports}
+    repo = Repository(settings.resolved_database_url)
+    with ExitStack() as stack:
+        print("starting the broker and the worker ...")
+        running = start_stack(settings, settings.home / "logs")
+        stack.callback(running.stop)
+        url = wait_for_dashboard(settings, running.worker)
+        since = time.time()
+
+        async def ingest_and_replay() -> dict[str, int]:
+            names = TopicNames(settings.topic_prefix)
+            service = await start_ingest(
+                settings.mllp_host, settings.mllp_port, IngestTopics(names.reports, names.dead_letter),
+                bootstrap_servers=settings.bootstrap_servers,
+            )
+            try:
+                return await replay(settings, items, progress=progress)
+            finally:
+                await service.stop()
+
+        codes = asyncio.run(ingest_and_replay())
+        print("ACKs:", ", ".join(f"{c} {n}" for c, n in sorted(codes.items())))
+        wait_for_rows(repo, DraftRow, keys, since, "drafted", 600, progress)
+        scored = wait_for_rows(repo, ScoreRow, keys, since, "scored", 120, progress)
+        print()
+        print(score_table(repo))
+        print(f"\n{scored} of {len(keys)} reports drafted and scored. Dashboard: {url}")
+        if wait:
+            print("Press Ctrl-C to stop.")
+            try:
+                while running.worker.poll() is None:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                print("\nstopping ...")
+    return 0 if scored == len(keys) else 1

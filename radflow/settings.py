@@ -1,0 +1,164 @@
+"""The one settings object: frozen, read from the environment here and nowhere else.
+
+Every field names its variable in ``metadata["env"]``; inner code takes explicit arguments.
+An unknown ``RADFLOW_*`` variable or a bad value is a :class:`SettingsError` naming it, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from radflow.errors import SettingsError
+
+PREFIX = "RADFLOW_"
+
+
+def _env(name: str, doc: str) -> dict[str, str]:
+    return {"env": PREFIX + name, "doc": doc}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(
+        default=Path(".radflow"),
+        metadata=_env("HOME", "Directory for the SQLite database, the bootstrap model and logs."),
+    )
+    broker: str = field(
+        default="",
+        metadata=_env(
+            "BROKER",
+            "Kafka bootstrap servers, e.g. `kafka://kafka:9092`. Empty: start the embedded broker.",
+        ),
+    )
+    embedded_broker_port: int = field(
+        default=19092, metadata=_env("EMBEDDED_BROKER_PORT", "Loopback port of the embedded broker.")
+    )
+    database_url: str = field(
+        default="",
+        metadata=_env("DATABASE_URL", "SQLAlchemy URL. Empty: SQLite at `$RADFLOW_HOME/radflow.sqlite`."),
+    )
+    model_path: str = field(
+        default="",
+        metadata=_env(
+            "MODEL_PATH",
+            "Local Hugging Face causal LM directory. Empty: the bootstrap model under `$RADFLOW_HOME/models`.",
+        ),
+    )
+    adapter_dir: str = field(
+        default="",
+        metadata=_env("ADAPTER_DIR", "Directory of LoRA adapters. Empty: `$RADFLOW_HOME/adapters`."),
+    )
+    mllp_host: str = field(default="127.0.0.1", metadata=_env("MLLP_HOST", "Address the MLLP listener and the dashboard bind."))
+    mllp_port: int = field(default=2575, metadata=_env("MLLP_PORT", "Port of the MLLP listener."))
+    dashboard_port: int = field(
+        default=6066, metadata=_env("DASHBOARD_PORT", "Port of the worker's dashboard and web API.")
+    )
+    dashboard_token: str = field(
+        default="",
+        metadata=_env("DASHBOARD_TOKEN", "If set, the dashboard and API require `?token=` or a Bearer token."),
+    )
+    partitions: int = field(
+        default=4,
+        metadata=_env("PARTITIONS", "Partitions of every radflow topic and table changelog (scale-out unit)."),
+    )
+    topic_prefix: str = field(default="radflow", metadata=_env("TOPIC_PREFIX", "Prefix of every topic name."))
+    draft_batch: int = field(default=8, metadata=_env("DRAFT_BATCH", "Most reports drafted in one model call."))
+    draft_within: float = field(
+        default=0.5, metadata=_env("DRAFT_WITHIN", "Seconds the draft agent waits to fill a batch.")
+    )
+    max_new_tokens: int = field(
+        default=96, metadata=_env("MAX_NEW_TOKENS", "Most tokens generated for one impression.")
+    )
+    bootstrap_steps: int = field(
+        default=600, metadata=_env("BOOTSTRAP_STEPS", "Training steps of the bootstrap model.")
+    )
+    log_level: str = field(default="INFO", metadata=_env("LOG_LEVEL", "Log level: DEBUG, INFO, WARNING, ERROR."))
+
+    def __post_init__(self) -> None:
+        for name in ("embedded_broker_port", "mllp_port", "dashboard_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise SettingsError(f"{_var(name)}={port} is not a TCP port (0-65535)")
+        for name in ("partitions", "draft_batch", "max_new_tokens", "bootstrap_steps"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{_var(name)} must be at least 1, got {getattr(self, name)}")
+        if self.draft_within <= 0:
+            raise SettingsError(f"{_var('draft_within')} must be positive, got {self.draft_within}")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError(f"{_var('log_level')}={self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+        if self.broker and not self.broker.startswith("kafka://"):
+            raise SettingsError(f"{_var('broker')}={self.broker!r} must look like kafka://host:port")
+
+    # -- derived values --------------------------------------------------------------------
+    @property
+    def embedded(self) -> bool:
+        """True when radflow starts its own broker."""
+        return not self.broker
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker or f"kafka://127.0.0.1:{self.embedded_broker_port}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.broker_url.removeprefix("kafka://")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'radflow.sqlite').resolve()}"
+
+    @property
+    def resolved_model_path(self) -> Path:
+        return Path(self.model_path) if self.model_path else (self.home / "models" / "bootstrap").resolve()
+
+    @property
+    def resolved_adapter_dir(self) -> Path:
+        return Path(self.adapter_dir) if self.adapter_dir else (self.home / "adapters").resolve()
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that reproduce these settings in a child process."""
+        env = {}
+        for f in dataclasses.fields(self):
+            env[f.metadata["env"]] = str(getattr(self, f.name))
+        return env
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        fields = {f.metadata["env"]: f for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in environ if k.startswith(PREFIX) and k not in fields)
+        if unknown:
+            raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(fields))})")
+        values: dict[str, Any] = {}
+        for var, f in fields.items():
+            if var in environ:
+                values[f.name] = _parse(var, environ[var], f.type)
+        values.update(overrides)
+        return cls(**values)
+
+    @staticmethod
+    def table() -> list[tuple[str, str, str]]:
+        """(variable, default, description) rows, for the README and `radflow settings`."""
+        return [
+            (f.metadata["env"], str(f.default), f.metadata["doc"]) for f in dataclasses.fields(Settings)
+        ]
+
+
+def _var(name: str) -> str:
+    return next(f.metadata["env"] for f in dataclasses.fields(Settings) if f.name == name)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "Path": Path}
+
+
+def _parse(var: str, raw: str, type_name: Any) -> Any:
+    parser = _PARSERS[str(type_name)]
+    try:
+        return parser(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} is not a valid {type_name}") from None

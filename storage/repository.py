@@ -1,0 +1,128 @@
+"""The repository: every database access of radflow goes through here."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event, func
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from radflow.errors import StorageError
+from storage.tables import DraftRow, ScoreRow, SignedReportRow
+
+Row = TypeVar("Row", DraftRow, ScoreRow, SignedReportRow)
+
+
+class Repository:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            path = url.removeprefix("sqlite:///")
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Agents call in from worker threads; WAL lets the dashboard read while they write.
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            SQLModel.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise StorageError(f"cannot open the database (RADFLOW_DATABASE_URL): {exc.orig}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes ---------------------------------------------------------------------------
+    def upsert(self, row: Row) -> Row:
+        """Insert, or update the row with the same (institution, accession)."""
+        model = type(row)
+        values = row.model_dump(exclude={"id"})
+        for _attempt in range(3):
+            with Session(self.engine) as session:
+                current = session.exec(
+                    select(model).where(model.institution == row.institution, model.accession == row.accession)
+                ).first()
+                if current is None:
+                    current = model(**values)
+                else:
+                    for name, value in values.items():
+                        setattr(current, name, value)
+                session.add(current)
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()  # a concurrent insert won; update it on the next try
+                    continue
+                session.refresh(current)
+                return current
+        raise StorageError(f"could not upsert {model.__tablename__} after 3 attempts")
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, model: type[Row], institution: str, accession: str) -> Row | None:
+        with Session(self.engine) as session:
+            return session.exec(
+                select(model).where(model.institution == institution, model.accession == accession)
+            ).first()
+
+    def count(self, model: type[Row], accessions: set[tuple[str, str]] | None = None, since: float = 0.0) -> int:
+        with Session(self.engine) as session:
+            if accessions is None:
+                stmt = select(func.count()).select_from(model)
+                if since:
+                    stmt = stmt.where(_time_column(model) >= since)
+                return int(session.exec(stmt).one())
+            stmt2 = select(model.institution, model.accession)
+            if since:
+                stmt2 = stmt2.where(_time_column(model) >= since)
+            return sum(1 for key in session.exec(stmt2).all() if tuple(key) in accessions)
+
+    def recent_scores(self, limit: int = 200) -> list[ScoreRow]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(ScoreRow).order_by(ScoreRow.created_at.desc()).limit(limit)).all())
+
+    def score_summary(self, window: int = 0) -> list[dict[str, Any]]:
+        """Mean ROUGE per institution (over its last ``window`` scores when window > 0)."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(ScoreRow).order_by(ScoreRow.created_at.desc())).all()
+        per: dict[str, list[ScoreRow]] = defaultdict(list)
+        for row in rows:
+            if not window or len(per[row.institution]) < window:
+                per[row.institution].append(row)
+        out = []
+        for institution in sorted(per):
+            items = per[institution]
+            n = len(items)
+            out.append(
+                {
+                    "institution": institution,
+                    "n": n,
+                    "rouge1": sum(r.rouge1 for r in items) / n,
+                    "rouge2": sum(r.rouge2 for r in items) / n,
+                    "rougeL": sum(r.rougeL for r in items) / n,
+                    "body_systems": sorted({r.body_system for r in items}),
+                }
+            )
+        return out
+
+    def signed_pairs(self, institution: str | None = None) -> list[SignedReportRow]:
+        with Session(self.engine) as session:
+            stmt = select(SignedReportRow)
+            if institution:
+                stmt = stmt.where(SignedReportRow.institution == institution)
+            return list(session.exec(stmt).all())
+
+
+def _time_column(model: type[Row]) -> Any:
+    return model.received_at if model is SignedReportRow else model.created_at
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

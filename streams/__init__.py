@@ -1,0 +1,1 @@
+"""Streams layer: the Faust app, its topics, the draft and score agents, and the dashboard."""

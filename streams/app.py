@@ -1,0 +1,149 @@
+"""The Faust app: topics, the draft agent, the score agent and the dashboard pages.
+
+Settings that the embedded broker (Tansu) needs: a 6 s session timeout (joins otherwise take
+20 s and more), no idempotent producer and at-least-once processing; source topics are created
+up front with the changelogs' partition count (see ``streams.broker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any
+
+import faust
+
+from ingest.events import ReportEvent
+from model.drafter import Drafter, DraftRequest
+from radflow.settings import Settings
+from storage.repository import Repository
+from storage.tables import DraftRow, SignedReportRow
+from streams import pairing
+from streams.dashboard import register_pages
+from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> faust.App:
+    names = TopicNames(settings.topic_prefix)
+    app = faust.App(
+        names.app_id,
+        broker=settings.broker_url,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        web_port=settings.dashboard_port,
+        web_bind=settings.mllp_host,
+        web_host=settings.mllp_host,
+        datadir=str(settings.home / "faust"),
+        autodiscover=False,
+    )
+    raw = dict(key_serializer="raw", value_serializer="raw")
+    reports = app.topic(names.reports, **raw)
+    drafts = app.topic(names.drafts, **raw)
+    scores = app.topic(names.scores, **raw)
+    reports_and_drafts = app.topic(names.reports, names.drafts, **raw)
+    pairs = app.Table("pairs", default=None, partitions=settings.partitions)  # JSON values
+    # One thread owns the model, so inference never blocks the event loop (timers, rebalances).
+    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radflow-model")
+
+    @app.agent(reports, concurrency=1)
+    async def draft_agent(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for batch in stream.take(settings.draft_batch, within=settings.draft_within):
+            latest: dict[str, ReportEvent] = {}
+            for value in batch:
+                event = ReportEvent.from_dict(json.loads(value))
+                # Preliminary results get a draft; a signed one without findings has nothing to draft.
+                if event.status == "P" and event.findings:
+                    latest[event.key] = event
+            if not latest:
+                continue
+            todo = list(latest.values())
+            requests = [DraftRequest(e.institution, e.accession, e.findings, e.language) for e in todo]
+            results = await loop.run_in_executor(model_thread, drafter.draft, requests)
+            for event, result in zip(todo, results):
+                row = DraftRow(
+                    institution=event.institution,
+                    accession=event.accession,
+                    body_system=event.body_system,
+                    language=event.language,
+                    findings=event.findings,
+                    draft=result.text,
+                    model_id=result.model_id,
+                    adapter_version=result.adapter_version,
+                    template_id=result.template_id,
+                    guard=result.guard,
+                    latency_ms=result.latency_ms,
+                )
+                await asyncio.to_thread(repository.upsert, row)
+                payload = {"kind": "draft", **row.model_dump(exclude={"id"})}
+                await drafts.send(key=event.key.encode(), value=json.dumps(payload, ensure_ascii=False).encode())
+            stats["drafted"] += len(todo)
+            log.info("drafted %d reports", len(todo))
+
+    stats = {"drafted": 0, "scored": 0, "halves_from_storage": 0}
+
+    def find_draft(institution: str, accession: str) -> dict[str, Any] | None:
+        row = repository.get(DraftRow, institution, accession)
+        stats["halves_from_storage"] += row is not None
+        return pairing.draft_half(row) if row else None
+
+    def find_signed(institution: str, accession: str) -> dict[str, Any] | None:
+        row = repository.get(SignedReportRow, institution, accession)
+        found = row is not None and bool(row.impression)
+        stats["halves_from_storage"] += found
+        return pairing.signed_from_row(row) if row and found else None
+
+    @app.agent(reports_and_drafts, concurrency=1)
+    async def score_agent(stream: faust.StreamT) -> None:
+        async for key, value in stream.items():
+            payload = json.loads(value)
+            draft_part = signed_part = None
+            if payload.get("kind") == "draft":
+                institution, accession = payload["institution"], payload["accession"]
+                draft_part = {"draft": payload["draft"], "adapter_version": payload["adapter_version"], "guard": payload["guard"]}
+            else:
+                event = ReportEvent.from_dict(payload)
+                if not event.signed or not event.impression:
+                    continue
+                institution, accession = event.institution, event.accession
+                await asyncio.to_thread(repository.upsert, _signed_row(event))
+                signed_part = pairing.signed_from_event(event)
+            table_key = f"{institution}|{accession}"
+            result = await asyncio.to_thread(
+                pairing.update,
+                pairs.get(table_key),
+                institution,
+                accession,
+                draft=draft_part,
+                signed=signed_part,
+                find_draft=find_draft,
+                find_signed=find_signed,
+            )
+            pairs[table_key] = result.entry
+            if result.score is not None:
+                await asyncio.to_thread(repository.upsert, result.score)
+                stats["scored"] += 1
+                body = json.dumps(result.score.model_dump(exclude={"id"})).encode()
+                await scores.send(key=table_key.encode(), value=body)
+
+    register_pages(app, settings, repository, stats)
+    app.radflow_topics = names  # type: ignore[attr-defined]
+    app.radflow_started = time.time()  # type: ignore[attr-defined]
+    return app
+
+
+def _signed_row(event: ReportEvent) -> SignedReportRow:
+    data = asdict(event)
+    fields = SignedReportRow.model_fields
+    return SignedReportRow(**{k: v for k, v in data.items() if k in fields and k != "id"})

@@ -1,0 +1,37 @@
+"""Topic names. Every source topic has the same partition count as the table changelogs, and
+all are keyed by "institution|accession" so one exam's events meet on one partition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    prefix: str = "radflow"
+
+    @property
+    def reports(self) -> str:
+        return f"{self.prefix}.reports"
+
+    @property
+    def drafts(self) -> str:
+        return f"{self.prefix}.drafts"
+
+    @property
+    def scores(self) -> str:
+        return f"{self.prefix}.scores"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}.dead-letter"
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.prefix}-worker"
+
+    def source_topics(self) -> list[str]:
+        return [self.reports, self.drafts, self.scores, self.dead_letter]
+
+    def changelog_topics(self) -> list[str]:
+        return [f"{self.app_id}-pairs-changelog"]

@@ -1,0 +1,32 @@
+"""Runs the Faust worker: loads the model, makes sure the topics exist, starts the agents."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from model.drafter import ModelDrafter
+from model.loader import load_model
+from radflow.broker import ensure_topics
+from radflow.settings import Settings
+from storage.repository import Repository
+from streams.app import create_app
+from streams.rouge import warm_up
+from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> None:
+    import faust
+
+    repository = Repository(settings.resolved_database_url)
+    loaded = load_model(settings.resolved_model_path)
+    log.info("model %s loaded on %s (4-bit: %s)", loaded.model_id, loaded.device, loaded.quantized)
+    drafter = ModelDrafter(loaded, settings.max_new_tokens)
+    warm_up()
+    names = TopicNames(settings.topic_prefix)
+    asyncio.run(ensure_topics(settings.bootstrap_servers, names.source_topics() + names.changelog_topics(), settings.partitions))
+    app = create_app(settings, drafter, repository)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,40 @@
+"""Shared fixtures: a clean environment, a tiny real model, free ports."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from model.bootstrap import BootstrapConfig, bootstrap
+from radflow.demodata import generate_reports, write_pairs
+
+#: Small enough to train in seconds on two cores, big enough to emit real tokens.
+TINY = BootstrapConfig(steps=40, vocab_size=700, hidden_size=64, layers=2, heads=4, kv_heads=2,
+                       intermediate_size=128, max_length=256, batch_size=8)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("RADFLOW_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_pairs(generate_reports(6, seed=3), tmp_path_factory.mktemp("data") / "pairs.jsonl")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, pairs_file: Path) -> Path:
+    return bootstrap(pairs_file, tmp_path_factory.mktemp("model") / "tiny", TINY, progress=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

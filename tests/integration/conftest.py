@@ -1,0 +1,104 @@
+"""Real parts: the embedded Tansu broker, a `radflow worker` subprocess with the tiny model,
+the MLLP listener on a loopback socket, SQLite on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from radflow.broker import EmbeddedBroker
+from radflow.settings import Settings
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(free_port()) as b:
+        yield b
+
+
+@pytest.fixture
+def settings(tmp_path: Path, broker: EmbeddedBroker, tiny_model: Path) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        broker=f"kafka://{broker.bootstrap_servers}",
+        model_path=str(tiny_model),
+        database_url=f"sqlite:///{tmp_path / 'radflow.sqlite'}",
+        dashboard_port=free_port(),
+        mllp_port=0,
+        partitions=2,
+        topic_prefix=f"t{uuid.uuid4().hex[:8]}",  # topics of one test never meet another's
+        draft_batch=4,
+        draft_within=0.2,
+        max_new_tokens=24,
+        log_level="INFO",
+    )
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    url: str
+
+    def stop(self, sig: int = 15) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture
+def start_worker(settings: Settings) -> Iterator[Callable[[], Worker]]:
+    started: list[Worker] = []
+
+    def start() -> Worker:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        log_path = settings.home / f"worker{len(started)}.log"
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")}, **settings.to_env()}
+        with log_path.open("wb") as log:
+            process = subprocess.Popen([sys.executable, "-m", "radflow", "worker"], env=env, stdout=log,
+                                       stderr=subprocess.STDOUT)
+        worker = Worker(process, log_path, f"http://127.0.0.1:{settings.dashboard_port}")
+        started.append(worker)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            try:
+                worker.get("/healthz")
+                return worker
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError("worker did not come up:\n" + log_path.read_text()[-3000:])
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

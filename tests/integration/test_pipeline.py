@@ -1,0 +1,92 @@
+"""HL7 bytes over a socket → ACK → Kafka → draft (tiny model) → SQLite → score → dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer
+
+from ingest.events import DeadLetter
+from ingest.listener import IngestTopics
+from ingest.mllp import MLLPClient, ack_code
+from ingest.service import start_ingest
+from radflow.demodata import feed, generate_reports
+from storage.repository import Repository
+from storage.tables import DraftRow, ScoreRow, SignedReportRow
+from streams.topics import TopicNames
+from tests import samples
+from tests.integration.conftest import wait_until
+
+
+async def test_hl7_to_draft_and_score(settings, start_worker, broker) -> None:
+    worker = start_worker()
+    names = TopicNames(settings.topic_prefix)
+    service = await start_ingest("127.0.0.1", 0, IngestTopics(names.reports, names.dead_letter),
+                                 bootstrap_servers=broker.bootstrap_servers)
+    reports = generate_reports(1, seed=21)  # 3 institutions x 5 body systems
+    items = list(feed(reports, seed=21))
+    try:
+        client = await MLLPClient.connect("127.0.0.1", service.server.port)
+        codes = [ack_code(await client.send(item.message)) for item in items]
+        junk_ack = await client.send(samples.NOT_HL7)
+        await client.close()
+    finally:
+        await service.stop()
+    assert codes == ["AA"] * len(items)
+    assert ack_code(junk_ack) == "AE"
+
+    repo = Repository(settings.resolved_database_url)
+    keys = {(r.institution, r.accession) for r in reports}
+    wait_until(lambda: repo.count(ScoreRow, keys) == len(keys), 120, "every report scored")
+    for report in reports:
+        draft = repo.get(DraftRow, report.institution, report.accession)
+        assert draft.model_id.startswith("tiny@") and draft.template_id.split("-")[0] == report.language
+        assert draft.findings == report.findings
+        signed = repo.get(SignedReportRow, report.institution, report.accession)
+        assert signed.impression == report.impression and signed.body_system == report.body_system
+        score = repo.get(ScoreRow, report.institution, report.accession)
+        assert 0.0 <= score.rougeL <= 1.0 and score.body_system == report.body_system
+    assert repo.count(DraftRow) == len(keys)  # each report drafted once
+
+    summary = worker.get("/api/summary")
+    assert {row["institution"] for row in summary["institutions"]} == {"XIHE", "NANHU", "LAKEVIEW"}
+    assert sum(row["n"] for row in summary["institutions"]) == len(keys)
+
+    # the unreadable frame is on the dead-letter topic with its raw bytes
+    consumer = AIOKafkaConsumer(names.dead_letter, bootstrap_servers=broker.bootstrap_servers,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=5000)
+        letters = [DeadLetter.from_json(m.value) for msgs in batch.values() for m in msgs]
+    finally:
+        await consumer.stop()
+    assert [letter.raw for letter in letters] == [samples.NOT_HL7]
+
+    # nothing that identifies a patient or quotes a report reaches the worker's log
+    log = worker.log_path.read_text(encoding="utf-8", errors="replace")
+    for canary in ["DEMO^PATIENT", "SYN"] + [r.findings[:12] for r in reports]:
+        assert canary not in log
+
+
+async def test_never_aa_while_the_broker_is_down() -> None:
+    """A real broker that goes away after the listener connected: the sender gets AE, never AA."""
+    from ingest.listener import Listener
+    from ingest.sink import KafkaSink
+    from radflow.broker import EmbeddedBroker
+    from tests.conftest import free_port
+
+    broker = EmbeddedBroker(free_port()).start()
+    names = TopicNames("down")
+    sink = KafkaSink(broker.bootstrap_servers, timeout=3)
+    await sink.start()
+    listener = Listener(sink, IngestTopics(names.reports, names.dead_letter))
+    try:
+        assert ack_code(await listener.handle(samples.ORU_ZH_UTF8, "peer")) == "AA"
+        broker.stop()
+        ack = await listener.handle(samples.ORU_ZH_UTF8, "peer")
+        assert ack_code(ack) == "AE" and b"ERR" in ack
+        assert listener.stats.accepted == 1 and listener.stats.errors == 1
+    finally:
+        broker.stop()
+        await asyncio.wait_for(sink.stop(), 10)

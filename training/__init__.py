@@ -1,0 +1,1 @@
+"""Training layer: LoRA refits on signed reports (issue #5)."""
