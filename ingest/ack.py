@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ingest.hl7 import Encoding, HL7Message, escape
 
@@ -30,7 +30,7 @@ def build_ack(
     """The ACK for ``msg`` (None when the input could not be read at all)."""
     enc = msg.encoding if msg else Encoding()
     fs, cs = enc.field, enc.component
-    now = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     enc_chars = enc.component + enc.repetition + enc.escape + enc.subcomponent
     if msg is not None:
         f, msh = msg.field, msg.msh

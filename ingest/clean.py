@@ -8,7 +8,7 @@ The original text is kept beside the cleaned one in storage.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 #: Section titles as they open a block of text (Chinese and English exports).
 SECTION_TITLE = re.compile(

@@ -13,8 +13,20 @@ PRELIMINARY, FINAL, CORRECTED, CANCELLED = "P", "F", "C", "X"
 SIGNED_STATUSES = frozenset({FINAL, CORRECTED})
 
 
+class _JsonEvent:
+    """JSON on the wire; unknown fields are ignored so older workers read newer events."""
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False).encode()  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
 @dataclass(frozen=True)
-class ReportEvent:
+class ReportEvent(_JsonEvent):
     """One radiology result as read from an ORU^R01 (no patient identifiers on purpose)."""
 
     institution: str
@@ -45,13 +57,25 @@ class ReportEvent:
     def signed(self) -> bool:
         return self.status in SIGNED_STATUSES
 
-    def to_json(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False).encode()
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ReportEvent:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+@dataclass(frozen=True)
+class OrderEvent(_JsonEvent):
+    """An imaging order: the accession is known before any result arrives."""
+
+    institution: str
+    accession: str
+    exam: str
+    exam_code: str
+    body_system: str
+    modality: str
+    order_control: str = ""  # ORC-1: NW new, CA cancel, XO change...
+    message_control_id: str = ""
+    received_at: float = 0.0
+    kind: str = field(default="order")
+
+    @property
+    def key(self) -> str:
+        return pair_key(self.institution, self.accession)
 
 
 @dataclass(frozen=True)

@@ -99,8 +99,7 @@ class HL7Message:
 
 def decode(raw: bytes) -> tuple[str, str, str]:
     """Bytes to text by MSH-18. Returns (text, MSH-18 as sent, codec)."""
-    if raw.startswith(_BOM):
-        raw = raw[len(_BOM) :]
+    raw = raw.removeprefix(_BOM)
     start = raw.find(b"MSH")
     if start < 0:
         raise HL7ParseError("no MSH segment", code="100")

@@ -2,59 +2,99 @@
 
 AA is sent only after the broker acknowledged the produce. Input that cannot be read goes to the
 dead-letter topic with its raw bytes (AE, or AR when rejected); ignored message types are
-acknowledged without being produced.
+acknowledged without being produced. A message seen before (same MSH-4 and MSH-10) and stored
+is acknowledged again but not produced twice. Enhanced acknowledgement mode (MSH-15 present)
+answers CA/CE/CR under the sender's AL/NE/ER/SU condition.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from ingest.ack import ACCEPT, ERROR, REJECT, build_ack
+from ingest.batch import batch_response, is_batch, split_batch
 from ingest.events import DeadLetter
 from ingest.hl7 import HL7Message, parse
-from ingest.reports import DEFAULT_MAPPING, FieldMapping, classify, to_report_event
+from ingest.mapping import DEFAULT_MAPPING, FieldMapping
+from ingest.reports import classify, to_order_event, to_report_event
 from ingest.sink import EventSink
 from radflow.errors import HL7ParseError, UnsupportedMessage
 
 log = logging.getLogger(__name__)
+
+_COMMIT = {ACCEPT: "CA", ERROR: "CE", REJECT: "CR"}
+DEFAULT_DEDUP_WINDOW = 100_000
 
 
 @dataclass(frozen=True)
 class IngestTopics:
     reports: str
     dead_letter: str
+    orders: str = ""
 
 
 @dataclass
 class IngestStats:
     accepted: int = 0
     ignored: int = 0
+    duplicates: int = 0
     dead_lettered: int = 0
     errors: int = 0
 
 
 class Listener:
     def __init__(
-        self, sink: EventSink, topics: IngestTopics, mappings: dict[str, FieldMapping] | None = None
+        self,
+        sink: EventSink,
+        topics: IngestTopics,
+        mappings: dict[str, FieldMapping] | None = None,
+        dedup_window: int = DEFAULT_DEDUP_WINDOW,
+        dead_letter_failures: bool = True,
     ) -> None:
         self.sink = sink
         self.topics = topics
         self.mappings = mappings or {}
         self.stats = IngestStats()
+        self.dedup_window = dedup_window
+        self.dead_letter_failures = dead_letter_failures  # False when replaying the dead letters
+        self._stored: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def handle(self, raw: bytes, peer: str) -> bytes:
+        """The response to one MLLP frame (empty when the sender asked for no acknowledgement)."""
+        if is_batch(raw):
+            messages, stray = split_batch(raw)
+            if messages:
+                acks = [await self._handle_message(m, peer) for m in messages]
+                if stray:  # keep what stood outside any message, with the whole batch for context
+                    error = HL7ParseError(f"{len(stray)} segments outside any message in a batch")
+                    acks.append(await self._dead_letter(raw, None, peer, error, ERROR, error.code))
+                return batch_response(acks)
+        return await self._handle_message(raw, peer)
+
+    async def _handle_message(self, raw: bytes, peer: str) -> bytes:
         msg: HL7Message | None = None
         try:
             msg = parse(raw)
             kind = classify(msg)
-            if kind != "result":
+            dedup_key = (msg.text(msg.msh, 4, 1), msg.control_id)
+            if dedup_key[1] and dedup_key in self._stored:
+                self.stats.duplicates += 1
+                log.info("duplicate message from %s acknowledged without reprocessing", peer)
+                return _answer(msg, ACCEPT)
+            mapping = self.mappings.get(msg.text(msg.msh, 4, 1), DEFAULT_MAPPING)
+            if kind == "result":
+                event = to_report_event(msg, mapping)
+                topic = self.topics.reports
+            elif kind == "order" and self.topics.orders:
+                event = to_order_event(msg, mapping)  # type: ignore[assignment]
+                topic = self.topics.orders
+            else:
                 self.stats.ignored += 1
                 log.debug("acknowledged %s message without processing", msg.message_type[0])
-                return build_ack(msg, ACCEPT)
-            institution = msg.text(msg.msh, 4, 1)
-            event = to_report_event(msg, self.mappings.get(institution, DEFAULT_MAPPING))
+                return _answer(msg, ACCEPT)
         except UnsupportedMessage as exc:
             return await self._dead_letter(raw, msg, peer, exc, REJECT, exc.code)
         except HL7ParseError as exc:
@@ -63,26 +103,48 @@ class Listener:
             log.exception("unexpected error reading a message from %s", peer)
             return await self._dead_letter(raw, msg, peer, exc, ERROR, "207")
         try:
-            await self.sink.publish(self.topics.reports, event.key, event.to_json())
+            await self.sink.publish(topic, event.key, event.to_json())
         except Exception as exc:
             self.stats.errors += 1
             log.warning("produce failed, answering AE: %s", type(exc).__name__)
-            return build_ack(msg, ERROR, "207", "not stored: broker unavailable, retry later")
+            return _answer(msg, ERROR, "207", "not stored: broker unavailable, retry later")
+        self._remember(dedup_key)
         self.stats.accepted += 1
-        return build_ack(msg, ACCEPT)
+        return _answer(msg, ACCEPT)
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        if not key[1]:
+            return
+        self._stored[key] = None
+        if len(self._stored) > self.dedup_window:
+            self._stored.popitem(last=False)
 
     async def _dead_letter(
         self, raw: bytes, msg: HL7Message | None, peer: str, exc: Exception, code: str, error_code: str
     ) -> bytes:
         # The error text names the problem, never the content: it may reach logs and the sender.
         reason = f"{type(exc).__name__}: {exc}"
+        if not self.dead_letter_failures:
+            return _answer(msg, code, error_code, reason)
         letter = DeadLetter(raw=raw, error=reason, peer=peer, received_at=time.time())
         try:
             await self.sink.publish(self.topics.dead_letter, peer, letter.to_json())
         except Exception:
             self.stats.errors += 1
             log.warning("dead-letter produce failed; answering AE so the sender retries")
-            return build_ack(msg, ERROR, "207", "not stored: broker unavailable, retry later")
+            return _answer(msg, ERROR, "207", "not stored: broker unavailable, retry later")
         self.stats.dead_lettered += 1
         log.info("dead-lettered a message from %s: %s", peer, type(exc).__name__)
-        return build_ack(msg, code, error_code, reason)
+        return _answer(msg, code, error_code, reason)
+
+
+def _answer(msg: HL7Message | None, code: str, error_code: str = "", error_text: str = "") -> bytes:
+    """Original mode: AA/AE/AR always. Enhanced mode (MSH-15 set): CA/CE/CR when the sender's
+    condition (AL always, NE never, ER on error, SU on success) asks for one, else nothing."""
+    condition = msg.field(msg.msh, 15).upper() if msg is not None else ""
+    if not condition:
+        return build_ack(msg, code, error_code, error_text)
+    ok = code == ACCEPT
+    if condition == "NE" or (condition == "ER" and ok) or (condition == "SU" and not ok):
+        return b""
+    return build_ack(msg, _COMMIT[code], error_code, error_text)

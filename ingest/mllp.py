@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from radflow.errors import FramingError
 
@@ -92,7 +92,7 @@ class MLLPServer:
             while True:
                 try:
                     message = await asyncio.wait_for(read_frame(reader), self.idle_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.info("closing idle MLLP connection from %s", peer)
                     return
                 except FramingError as exc:
@@ -101,8 +101,9 @@ class MLLPServer:
                 if message is None:
                     return
                 ack = await self.handler(message, peer)
-                writer.write(frame(ack))
-                await writer.drain()
+                if ack:  # enhanced mode may ask for no acknowledgement
+                    writer.write(frame(ack))
+                    await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
 
-from ingest.clean import DEFAULT_BOILERPLATE, clean_text, language_of
-from ingest.events import ReportEvent
+from ingest.clean import clean_text, language_of
+from ingest.events import OrderEvent, ReportEvent
 from ingest.hl7 import HL7Message
+from ingest.mapping import DEFAULT_MAPPING, FieldMapping
 from radflow.errors import HL7ParseError, UnsupportedMessage
 
 #: Message types acknowledged without processing (nothing for radflow to draft in them).
 IGNORED_TYPES = frozenset({"ADT", "ACK", "SIU", "MDM", "DFT", "BAR", "QRY", "QBP", "RSP", "MFN", "VXU"})
 #: Orders: acknowledged; registering the accession early is left to a later change.
 ORDER_TYPES = frozenset({"ORM", "OMI", "OMG", "OML", "ORL", "OMP", "RDE"})
-SUPPORTED_VERSIONS = ("2.",)
+SUPPORTED_VERSIONS = ("2.",)  # an empty MSH-12 is read as v2 too, as Mirth and HAPI do
 
 BODY_SYSTEMS = ("chest", "abdomen", "musculoskeletal", "head", "maxillofacial_neck")
 # Order matters: spine before neck (颈椎 is musculoskeletal, 颈部 is neck).
@@ -31,33 +31,18 @@ _BODY_SYSTEM_RULES: tuple[tuple[str, str], ...] = (
 _MODALITIES = ("CT", "MR", "CR", "DX", "US", "XA", "MG", "NM", "PT", "RF")
 
 
-@dataclass(frozen=True)
-class FieldMapping:
-    """Where an institution puts findings and impression (identifiers are matched case-blind)."""
 
-    findings_ids: frozenset[str] = frozenset(
-        {"18782-3", "59776-5", "FINDINGS", "FINDING", "影像所见", "检查所见", "所见", "描述", "影像表现"}
-    )
-    impression_ids: frozenset[str] = frozenset(
-        {"19005-8", "IMPRESSION", "CONCLUSION", "诊断意见", "影像诊断", "诊断", "印象", "结论", "意见"}
-    )
-    boilerplate: tuple[str, ...] = DEFAULT_BOILERPLATE
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-DEFAULT_MAPPING = FieldMapping()
-
-_FINDINGS_HEAD = re.compile(r"^\s*(?:【(?:检查所见|影像所见|影像表现)】|(?:影像所见|检查所见)\s*[:：]|FINDINGS?\s*:)", re.I)
+_FINDINGS_HEAD = re.compile(r"^\s*(?:【(?:检查所见|影像所见|影像表现)】|(?:影像所见|检查所见)\s*[:：]|FINDINGS?\s*:)", re.IGNORECASE)
 _IMPRESSION_HEAD = re.compile(
     r"^\s*(?:【(?:诊断意见|影像诊断|印象|结论)】|(?:诊断意见|影像诊断|印象|结论)\s*[:：]|(?:IMPRESSIONS?|CONCLUSIONS?)\s*:)",
-    re.I,
+    re.IGNORECASE,
 )
 
 
 def classify(msg: HL7Message) -> str:
     """'result', 'order' or 'ignored'. Raises :class:`UnsupportedMessage` for what is rejected (AR)."""
     mtype, _trigger = msg.message_type
-    if not msg.version.startswith(SUPPORTED_VERSIONS):
+    if msg.version and not msg.version.startswith(SUPPORTED_VERSIONS):
         raise UnsupportedMessage(f"unsupported HL7 version {msg.version!r}", code="203")
     if mtype == "ORU":
         return "result"
@@ -107,9 +92,9 @@ def to_report_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) ->
         ident = {msg.text(obx, 3, 1).upper(), msg.text(obx, 3, 2).upper()} - {""}
         value = "\n".join(msg.repetitions(obx, 5))
         statuses.append(msg.field(obx, 11))
-        if ident & {i.upper() for i in mapping.findings_ids}:
+        if ident & mapping.findings_ids:
             findings_parts.append(value)
-        elif ident & {i.upper() for i in mapping.impression_ids}:
+        elif ident & mapping.impression_ids:
             impression_parts.append(value)
         elif msg.field(obx, 2) in ("TX", "FT", "ST", ""):
             loose.append(value)
@@ -124,7 +109,7 @@ def to_report_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) ->
         status=status,
         exam=exam,
         exam_code=msg.text(obr, 4, 1),
-        body_system=body_system_of(f"{exam} {msg.text(obr, 4, 1)}"),
+        body_system=mapping.body_systems.get(msg.text(obr, 4, 1)) or body_system_of(f"{exam} {msg.text(obr, 4, 1)}"),
         modality=modality_of(msg, obr, exam),
         findings=clean_text(findings_raw, mapping.boilerplate),
         impression=clean_text(impression_raw, mapping.boilerplate),
@@ -163,3 +148,28 @@ def _split_by_headings(text: str) -> tuple[list[str], list[str]]:
             target = findings
         target.append(line)
     return findings, impression
+
+
+def to_order_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) -> OrderEvent:
+    """An imaging order (ORM^O01 / OMI^O23): registers the accession before any result."""
+    obr, orc = msg.segment("OBR"), msg.segment("ORC")
+    institution = msg.text(msg.msh, 4, 1) or msg.text(msg.msh, 3, 1)
+    accession = (msg.text(obr, 3, 1) or msg.text(orc, 3, 1) or msg.text(obr, 18, 1)
+                 or msg.text(obr, 2, 1) or msg.text(orc, 2, 1))
+    if not institution:
+        raise HL7ParseError("MSH-4 (sending facility) is empty", code="101")
+    if not accession:
+        raise HL7ParseError("order has no filler or placer number (OBR-3, ORC-3, OBR-18, OBR-2, ORC-2)", code="101")
+    exam = msg.text(obr, 4, 2) or msg.text(obr, 4, 1)
+    code = msg.text(obr, 4, 1)
+    return OrderEvent(
+        institution=institution,
+        accession=accession,
+        exam=exam,
+        exam_code=code,
+        body_system=mapping.body_systems.get(code) or body_system_of(f"{exam} {code}"),
+        modality=modality_of(msg, obr, exam) if obr else "",
+        order_control=msg.text(orc, 1),
+        message_control_id=msg.control_id,
+        received_at=time.time(),
+    )

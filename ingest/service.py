@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 from ingest.listener import IngestTopics, Listener
-from ingest.mllp import DEFAULT_MAX_FRAME, MLLPServer
+from ingest.mapping import FieldMapping
+from ingest.mllp import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, MLLPServer
 from ingest.sink import EventSink, KafkaSink
+from radflow.errors import IngestError
 
 
 @dataclass
@@ -27,6 +31,9 @@ async def start_ingest(
     bootstrap_servers: str | None = None,
     sink: EventSink | None = None,
     max_frame: int = DEFAULT_MAX_FRAME,
+    mappings: dict[str, FieldMapping] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
 ) -> IngestService:
     """Start the producer first: the listener accepts connections only once it can store."""
     if sink is None:
@@ -34,7 +41,22 @@ async def start_ingest(
             raise ValueError("give bootstrap_servers or a sink")
         sink = KafkaSink(bootstrap_servers)
     await sink.start()
-    listener = Listener(sink, topics)
-    server = MLLPServer(listener.handle, host, port, max_frame=max_frame)
+    listener = Listener(sink, topics, mappings)
+    server = MLLPServer(
+        listener.handle, host, port, max_frame=max_frame, idle_timeout=idle_timeout, ssl_context=ssl_context
+    )
     await server.start()
     return IngestService(server, listener, sink)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext | None:
+    """A server TLS context from PEM files (RADFLOW_MLLP_TLS_CERT / _KEY), or None when unset."""
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(Path(cert), Path(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise IngestError(f"RADFLOW_MLLP_TLS_CERT/RADFLOW_MLLP_TLS_KEY cannot be loaded: {exc}") from exc
+    return context

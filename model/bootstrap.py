@@ -12,9 +12,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from model.prompts import template_for
 from radflow.errors import ModelError
@@ -155,7 +155,14 @@ def bootstrap(
 def train_tokenizer(rows: list[dict], vocab_size: int):  # -> PreTrainedTokenizerFast
     """A BPE tokenizer whose alphabet is every character seen: each Chinese character is a token,
     English words are merged from letters."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=SPECIALS["unk_token"]))

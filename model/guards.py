@@ -21,7 +21,7 @@ def cut_repetition(text: str, max_repeat: int = 2) -> tuple[str, bool]:
         kept.append(sentence)
     out = "".join(kept).strip() if kept else text.strip()
     # a unit of 1-8 characters repeated more than max_repeat times in a row ("结节结节结节…")
-    looped = re.sub(r"(.{1,8}?)\1{%d,}" % max_repeat, r"\1", out)
+    looped = re.sub(rf"(.{{1,8}}?)\1{{{max_repeat},}}", r"\1", out)
     if looped != out:
         changed = True
     return looped, changed

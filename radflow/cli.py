@@ -7,8 +7,8 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from radflow.errors import RadflowError
 from radflow.settings import Settings
@@ -27,22 +27,20 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ingest.listener import IngestTopics
-    from ingest.service import start_ingest
-    from radflow.demo import ensure_model, start_stack, wait_for_dashboard
-    from streams.topics import TopicNames
+    from radflow.services import (
+        ensure_model,
+        start_listener,
+        start_stack,
+        wait_for_dashboard,
+    )
 
     settings = dataclasses.replace(settings, model_path=str(ensure_model(settings)))
     running = start_stack(settings, settings.home / "logs")
     try:
         url = wait_for_dashboard(settings, running.worker)
-        names = TopicNames(settings.topic_prefix)
 
         async def listen() -> None:
-            service = await start_ingest(
-                settings.mllp_host, settings.mllp_port, IngestTopics(names.reports, names.dead_letter),
-                bootstrap_servers=settings.bootstrap_servers,
-            )
+            service = await start_listener(settings)
             print(f"MLLP on {settings.mllp_host}:{service.server.port}; dashboard {url}; Ctrl-C stops.")
             try:
                 while running.worker.poll() is None:
@@ -59,20 +57,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from ingest.listener import IngestTopics
-    from ingest.service import start_ingest
-    from radflow.broker import ensure_topics
-    from streams.topics import TopicNames
-
-    names = TopicNames(settings.topic_prefix)
-    port = args.port if args.port is not None else settings.mllp_port
+    from radflow.services import ensure_all_topics, start_listener
 
     async def listen() -> None:
-        await ensure_topics(settings.bootstrap_servers, names.source_topics() + names.changelog_topics(), settings.partitions)
-        service = await start_ingest(
-            settings.mllp_host, port, IngestTopics(names.reports, names.dead_letter),
-            bootstrap_servers=settings.bootstrap_servers,
-        )
+        await ensure_all_topics(settings)
+        service = await start_listener(settings, args.port)
         print(f"MLLP listener on {settings.mllp_host}:{service.server.port}", flush=True)
         try:
             await asyncio.Event().wait()
@@ -95,7 +84,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_model_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     from model.bootstrap import BootstrapConfig, bootstrap
-    from radflow.demo import ensure_model
+    from radflow.services import ensure_model
 
     if args.pairs:
         out = Path(args.out) if args.out else settings.resolved_model_path
@@ -144,6 +133,48 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from ingest.deadletter import read_dead_letters, replay_letters
+    from ingest.listener import Listener
+    from ingest.mapping import load_mappings
+    from ingest.sink import KafkaSink
+    from streams.topics import TopicNames
+
+    names = TopicNames(settings.topic_prefix)
+
+    async def run() -> int:
+        letters = await read_dead_letters(settings.bootstrap_servers, names.dead_letter)
+        if args.dlq_command == "list":
+            # position, time, peer, size and the error: never the content, which may identify a patient
+            print(f"{'position':<10} {'received (UTC)':<20} {'peer':<22} {'bytes':>6}  error")
+            for s in letters:
+                when = datetime.fromtimestamp(s.letter.received_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+                print(f"{s.position:<10} {when:<20} {s.letter.peer:<22} {len(s.letter.raw):>6}  {s.letter.error}")
+            print(f"{len(letters)} dead letters on {names.dead_letter}")
+            return 0
+        chosen = letters if args.all else [s for s in letters if s.position in set(args.position)]
+        if not chosen:
+            print("nothing to replay: give --all or positions from `radflow dlq list`")
+            return 2
+        sink = KafkaSink(settings.bootstrap_servers)
+        await sink.start()
+        try:
+            mappings = load_mappings(Path(settings.mappings_dir) if settings.mappings_dir else None)
+            listener = Listener(sink, names.ingest(), mappings, dead_letter_failures=False)
+            results = await replay_letters(chosen, sink, names.ingest(), listener)
+        finally:
+            await sink.stop()
+        for stored, code in results:
+            print(f"{stored.position:<10} {code}")
+        stored_ok = sum(code in ("AA", "CA") for _, code in results)
+        print(f"{stored_ok} of {len(results)} replayed letters are now stored")
+        return 0 if stored_ok == len(results) else 1
+
+    return asyncio.run(run())
+
+
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     for var, default, doc in Settings.table():
         print(f"{var:<30} {default!s:<14} {doc}")
@@ -190,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-segment", type=int, default=20)
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_demo_data)
+
+    dlq = sub.add_parser("dlq", help="the dead-letter topic").add_subparsers(dest="dlq_command", required=True)
+    dlq.add_parser("list", help="list dead letters (position, time, peer, size, error)").set_defaults(func=cmd_dlq)
+    p = dlq.add_parser("replay", help="run dead letters through ingest again")
+    p.add_argument("position", nargs="*", help="positions (partition:offset) from `radflow dlq list`")
+    p.add_argument("--all", action="store_true", help="replay every dead letter")
+    p.set_defaults(func=cmd_dlq)
 
     sub.add_parser("settings", help="list the settings and their variables").set_defaults(func=cmd_settings)
     sub.add_parser("train", help="refit LoRA adapters (not yet: issue #5)").set_defaults(func=_not_yet(5, "train"))

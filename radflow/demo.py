@@ -1,100 +1,28 @@
-"""`radflow demo` and `radflow serve`: broker, worker, listener, and (for the demo) a replayed feed."""
+"""`radflow demo`: everything on the embedded default, with a generated feed replayed over MLLP."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from contextlib import ExitStack
-from dataclasses import dataclass
-from pathlib import Path
 
-from ingest.listener import IngestTopics
 from ingest.mllp import MLLPClient, ack_code
-from ingest.service import start_ingest
-from model.bootstrap import BootstrapConfig, bootstrap
-from radflow.broker import EmbeddedBroker, ensure_topics
-from radflow.demodata import FeedItem, feed, generate_reports, write_pairs
-from radflow.errors import RadflowError
+from radflow.demodata import FeedItem, feed, generate_reports
+from radflow.services import (
+    ensure_model,
+    start_listener,
+    start_stack,
+    wait_for_dashboard,
+)
 from radflow.settings import Settings
 from storage.repository import Repository
 from storage.tables import DraftRow, ScoreRow
-from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
-TRAIN_SEED, FEED_SEED = 7, 11
-TRAIN_PER_SEGMENT = 40
-
-
-def ensure_model(settings: Settings, progress: bool = True) -> Path:
-    """The configured model, or the bootstrap model (trained once, then cached)."""
-    if settings.model_path:
-        return Path(settings.model_path)
-    pairs = write_pairs(generate_reports(TRAIN_PER_SEGMENT, seed=TRAIN_SEED), settings.home / "demo" / "train_pairs.jsonl")
-    return bootstrap(pairs, settings.resolved_model_path, BootstrapConfig(steps=settings.bootstrap_steps), progress=progress)
-
-
-@dataclass
-class Stack:
-    """The running processes of `serve` and `demo`; stop() leaves nothing behind."""
-
-    settings: Settings
-    broker: EmbeddedBroker | None
-    worker: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        if self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGTERM)
-            try:
-                self.worker.wait(20)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
-        if self.broker:
-            self.broker.stop()
-
-
-def start_stack(settings: Settings, log_dir: Path) -> Stack:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    broker = None
-    if settings.embedded:
-        broker = EmbeddedBroker(settings.embedded_broker_port, log_dir / "broker.log").start()
-    names = TopicNames(settings.topic_prefix)
-    try:
-        asyncio.run(ensure_topics(settings.bootstrap_servers, names.source_topics() + names.changelog_topics(), settings.partitions))
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")}, **settings.to_env()}
-        env["RADFLOW_BROKER"] = settings.broker_url
-        with (log_dir / "worker.log").open("ab") as worker_log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "radflow", "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-    except BaseException:
-        if broker:
-            broker.stop()
-        raise
-    return Stack(settings, broker, worker)
-
-
-def wait_for_dashboard(settings: Settings, worker: subprocess.Popen[bytes], timeout: float = 180.0) -> str:
-    url = f"http://{settings.mllp_host}:{settings.dashboard_port}/"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RadflowError(f"the worker exited with code {worker.returncode}; see its log in {settings.home / 'logs'}")
-        try:
-            with urllib.request.urlopen(url + "healthz", timeout=1):
-                return url
-        except OSError:
-            time.sleep(0.5)
-    raise RadflowError(f"the worker's web server did not answer at {url} in {timeout:.0f} s")
+FEED_SEED = 11  # the bootstrap model trains on seed 7 (radflow.services): the feed is held out
 
 
 async def replay(settings: Settings, items: list[FeedItem], progress: bool = True) -> dict[str, int]:
@@ -169,11 +97,7 @@ def run_demo(settings: Settings, per_segment: int = 6, wait: bool = True, progre
         since = time.time()
 
         async def ingest_and_replay() -> dict[str, int]:
-            names = TopicNames(settings.topic_prefix)
-            service = await start_ingest(
-                settings.mllp_host, settings.mllp_port, IngestTopics(names.reports, names.dead_letter),
-                bootstrap_servers=settings.bootstrap_servers,
-            )
+            service = await start_listener(settings)
             try:
                 return await replay(settings, items, progress=progress)
             finally:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import random
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 from ingest.clean import clean_text
 from ingest.hl7 import escape, segment
@@ -175,6 +175,7 @@ class Style:
     findings_id: str
     impression_id: str
     replacements: tuple[tuple[str, str], ...] = ()
+    enhanced_ack: bool = False  # MSH-15/16 = AL/NE: the sender wants commit acknowledgements (CA)
 
 
 INSTITUTIONS: tuple[Style, ...] = (
@@ -182,7 +183,7 @@ INSTITUTIONS: tuple[Style, ...] = (
           "以上意见仅供临床参考。", True, "obx-per-section", "18782-3^影像所见^LN", "19005-8^诊断意见^LN"),
     Style("NANHU", "Nanhu Central Hospital (demo)", "zh", "GB 18030-2000", "gb18030", "影像所见：", "诊断：",
           "请结合临床。", False, "obx-per-section", "YXSJ^影像所见^L", "ZDYJ^诊断意见^L",
-          (("双肺", "两肺"), ("未见明显异常", "未见异常"), ("，建议随访复查", "，请随访"))),
+          (("双肺", "两肺"), ("未见明显异常", "未见异常"), ("，建议随访复查", "，请随访")), enhanced_ack=True),
     Style("LAKEVIEW", "Lakeview General (demo)", "en", "", "ascii", "FINDINGS:", "IMPRESSION:",
           "Please correlate clinically.", True, "narrative", "GDT^Report^L", "GDT^Report^L"),
 )
@@ -268,7 +269,9 @@ def to_hl7(report: DemoReport, status: str, control_id: str, when: datetime) -> 
     style = next(s for s in INSTITUTIONS if s.code == report.institution)
     ts = when.strftime("%Y%m%d%H%M%S")
     msh = {3: "RIS", 4: style.code, 5: "RADFLOW", 6: "RADFLOW", 7: ts, 9: "ORU^R01^ORU_R01", 10: control_id,
-           11: "P", 12: "2.5.1", 15: "AL", 16: "NE"}
+           11: "P", 12: "2.5.1"}
+    if style.enhanced_ack:
+        msh.update({15: "AL", 16: "NE"})
     if style.charset:
         msh[18] = style.charset
     segs = [segment("MSH", msh)]
@@ -300,6 +303,12 @@ class FeedItem:
     report: DemoReport
     status: str
     message: bytes
+
+
+def expected_ack(report: DemoReport) -> str:
+    """The acknowledgement code a stored message of this report's institution gets."""
+    style = next(s for s in INSTITUTIONS if s.code == report.institution)
+    return "CA" if style.enhanced_ack else "AA"
 
 
 def feed(reports: list[DemoReport], seed: int = 7, max_lag: int = 12) -> Iterator[FeedItem]:

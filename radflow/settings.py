@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from radflow.errors import SettingsError
 
@@ -55,6 +56,19 @@ class Settings:
     )
     mllp_host: str = field(default="127.0.0.1", metadata=_env("MLLP_HOST", "Address the MLLP listener and the dashboard bind."))
     mllp_port: int = field(default=2575, metadata=_env("MLLP_PORT", "Port of the MLLP listener."))
+    mllp_tls_cert: str = field(
+        default="", metadata=_env("MLLP_TLS_CERT", "PEM certificate chain: set with the key to serve MLLP over TLS.")
+    )
+    mllp_tls_key: str = field(default="", metadata=_env("MLLP_TLS_KEY", "PEM private key of the MLLP TLS certificate."))
+    mllp_max_frame: int = field(
+        default=1 << 20, metadata=_env("MLLP_MAX_FRAME", "Largest MLLP frame accepted, in bytes; larger ones close the connection.")
+    )
+    mllp_idle_timeout: float = field(
+        default=300.0, metadata=_env("MLLP_IDLE_TIMEOUT", "Seconds an MLLP connection may stay silent before it is closed.")
+    )
+    mappings_dir: str = field(
+        default="", metadata=_env("MAPPINGS_DIR", "Directory of per-institution field mappings (`<MSH-4>.yaml`).")
+    )
     dashboard_port: int = field(
         default=6066, metadata=_env("DASHBOARD_PORT", "Port of the worker's dashboard and web API.")
     )
@@ -87,10 +101,16 @@ class Settings:
         for name in ("partitions", "draft_batch", "max_new_tokens", "bootstrap_steps"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_var(name)} must be at least 1, got {getattr(self, name)}")
+        if self.mllp_idle_timeout <= 0:
+            raise SettingsError(f"{_var('mllp_idle_timeout')} must be positive, got {self.mllp_idle_timeout}")
         if self.draft_within <= 0:
             raise SettingsError(f"{_var('draft_within')} must be positive, got {self.draft_within}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"{_var('log_level')}={self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+        if bool(self.mllp_tls_cert) != bool(self.mllp_tls_key):
+            raise SettingsError(f"set both {_var('mllp_tls_cert')} and {_var('mllp_tls_key')}, or neither")
+        if self.mllp_max_frame < 1024:
+            raise SettingsError(f"{_var('mllp_max_frame')} must be at least 1024 bytes, got {self.mllp_max_frame}")
         if self.broker and not self.broker.startswith("kafka://"):
             raise SettingsError(f"{_var('broker')}={self.broker!r} must look like kafka://host:port")
 

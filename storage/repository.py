@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from radflow.errors import StorageError
-from storage.tables import DraftRow, ScoreRow, SignedReportRow
+from storage.tables import DraftRow, OrderRow, ScoreRow, SignedReportRow
 
-Row = TypeVar("Row", DraftRow, ScoreRow, SignedReportRow)
+Row = TypeVar("Row", DraftRow, OrderRow, ScoreRow, SignedReportRow)
 
 
 class Repository:
@@ -61,6 +61,27 @@ class Repository:
                 session.refresh(current)
                 return current
         raise StorageError(f"could not upsert {model.__tablename__} after 3 attempts")
+
+    def retract(self, institution: str, accession: str) -> None:
+        """A cancelled exam: its score goes, its draft is marked retracted, the report says X."""
+        with Session(self.engine) as session:
+            for score in session.exec(
+                select(ScoreRow).where(ScoreRow.institution == institution, ScoreRow.accession == accession)
+            ):
+                session.delete(score)
+            for draft in session.exec(
+                select(DraftRow).where(DraftRow.institution == institution, DraftRow.accession == accession)
+            ):
+                draft.status = "retracted"
+                session.add(draft)
+            for report in session.exec(
+                select(SignedReportRow).where(
+                    SignedReportRow.institution == institution, SignedReportRow.accession == accession
+                )
+            ):
+                report.status = "X"
+                session.add(report)
+            session.commit()
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, model: type[Row], institution: str, accession: str) -> Row | None:
@@ -118,7 +139,7 @@ class Repository:
 
 
 def _time_column(model: type[Row]) -> Any:
-    return model.received_at if model is SignedReportRow else model.created_at
+    return model.received_at if model in (SignedReportRow, OrderRow) else model.created_at
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
@@ -14,7 +13,7 @@ class SignedReportRow(SQLModel, table=True):
     __tablename__ = "signed_reports"
     __table_args__ = (UniqueConstraint("institution", "accession"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     institution: str = Field(index=True)
     accession: str
     status: str
@@ -36,7 +35,7 @@ class DraftRow(SQLModel, table=True):
     __tablename__ = "drafts"
     __table_args__ = (UniqueConstraint("institution", "accession"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     institution: str = Field(index=True)
     accession: str
     body_system: str = "other"
@@ -47,6 +46,7 @@ class DraftRow(SQLModel, table=True):
     adapter_version: str = ""
     template_id: str = ""
     guard: str = ""  # why the text was altered or replaced: "", "empty", "repetition"
+    status: str = "draft"  # "retracted" once the exam is cancelled (OBR-25 X)
     latency_ms: float = 0.0
     created_at: float = Field(default_factory=time.time, index=True)
 
@@ -57,7 +57,7 @@ class ScoreRow(SQLModel, table=True):
     __tablename__ = "scores"
     __table_args__ = (UniqueConstraint("institution", "accession"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     institution: str = Field(index=True)
     accession: str
     body_system: str = Field(default="other", index=True)
@@ -68,3 +68,20 @@ class ScoreRow(SQLModel, table=True):
     adapter_version: str = ""
     signed_status: str = "F"
     created_at: float = Field(default_factory=time.time, index=True)
+
+
+class OrderRow(SQLModel, table=True):
+    """An imaging order, registered before its result arrives."""
+
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("institution", "accession"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution: str = Field(index=True)
+    accession: str
+    exam: str = ""
+    exam_code: str = ""
+    body_system: str = "other"
+    modality: str = ""
+    order_control: str = ""
+    received_at: float = Field(default_factory=time.time)

@@ -17,11 +17,11 @@ from typing import Any
 
 import faust
 
-from ingest.events import ReportEvent
+from ingest.events import CANCELLED, OrderEvent, ReportEvent
 from model.drafter import Drafter, DraftRequest
 from radflow.settings import Settings
 from storage.repository import Repository
-from storage.tables import DraftRow, SignedReportRow
+from storage.tables import DraftRow, OrderRow, SignedReportRow
 from streams import pairing
 from streams.dashboard import register_pages
 from streams.topics import TopicNames
@@ -51,6 +51,7 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
     reports = app.topic(names.reports, **raw)
     drafts = app.topic(names.drafts, **raw)
     scores = app.topic(names.scores, **raw)
+    orders = app.topic(names.orders, **raw)
     reports_and_drafts = app.topic(names.reports, names.drafts, **raw)
     pairs = app.Table("pairs", default=None, partitions=settings.partitions)  # JSON values
     # One thread owns the model, so inference never blocks the event loop (timers, rebalances).
@@ -106,7 +107,7 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
 
     @app.agent(reports_and_drafts, concurrency=1)
     async def score_agent(stream: faust.StreamT) -> None:
-        async for key, value in stream.items():
+        async for value in stream:
             payload = json.loads(value)
             draft_part = signed_part = None
             if payload.get("kind") == "draft":
@@ -114,6 +115,10 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
                 draft_part = {"draft": payload["draft"], "adapter_version": payload["adapter_version"], "guard": payload["guard"]}
             else:
                 event = ReportEvent.from_dict(payload)
+                if event.status == CANCELLED:
+                    pairs.pop(event.key, None)
+                    await asyncio.to_thread(repository.retract, event.institution, event.accession)
+                    continue
                 if not event.signed or not event.impression:
                     continue
                 institution, accession = event.institution, event.accession
@@ -136,6 +141,14 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
                 stats["scored"] += 1
                 body = json.dumps(result.score.model_dump(exclude={"id"})).encode()
                 await scores.send(key=table_key.encode(), value=body)
+
+    @app.agent(orders)
+    async def order_agent(stream: faust.StreamT) -> None:
+        async for value in stream:
+            order = OrderEvent.from_dict(json.loads(value))
+            fields = OrderRow.model_fields
+            row = OrderRow(**{k: v for k, v in asdict(order).items() if k in fields and k != "id"})
+            await asyncio.to_thread(repository.upsert, row)
 
     register_pages(app, settings, repository, stats)
     app.radflow_topics = names  # type: ignore[attr-defined]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import hmac
+import html
 from typing import Any
 
 import faust

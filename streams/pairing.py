@@ -8,14 +8,15 @@ miss its newest entries. On a miss the half is looked up in storage, where both 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from ingest.events import ReportEvent
 from storage.tables import DraftRow, ScoreRow, SignedReportRow
 from streams.rouge import score
 
-Lookup = Callable[[str, str], Optional[dict[str, Any]]]
+Lookup = Callable[[str, str], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ingest.listener import IngestTopics
+
 
 @dataclass(frozen=True)
 class TopicNames:
@@ -23,6 +25,10 @@ class TopicNames:
         return f"{self.prefix}.scores"
 
     @property
+    def orders(self) -> str:
+        return f"{self.prefix}.orders"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.dead-letter"
 
@@ -31,7 +37,11 @@ class TopicNames:
         return f"{self.prefix}-worker"
 
     def source_topics(self) -> list[str]:
-        return [self.reports, self.drafts, self.scores, self.dead_letter]
+        return [self.reports, self.orders, self.drafts, self.scores, self.dead_letter]
+
+    def ingest(self) -> IngestTopics:
+        """The topics the MLLP listener writes to."""
+        return IngestTopics(self.reports, self.dead_letter, self.orders)
 
     def changelog_topics(self) -> list[str]:
         return [f"{self.app_id}-pairs-changelog"]

@@ -8,7 +8,7 @@ ORU_ZH_UTF8 = (
     "OBR|1|PL1|ACC0001|CT0101^胸部CT平扫^L|||20260105080000|||||||||||||||||CT|F|||||||RAD001^Demo^Radiologist\r"
     "OBX|1|TX|18782-3^影像所见^LN||【检查所见】右肺上叶见磨玻璃结节影，大小约8mm。\\.br\\右肺上叶见磨玻璃结节影，大小约8mm。||||||F\r"
     "OBX|2|TX|19005-8^诊断意见^LN||【诊断意见】1. 右肺上叶磨玻璃结节，建议随访复查。\\.br\\以上意见仅供临床参考。||||||F\r"
-).encode("utf-8")
+).encode()
 
 # The same kind of report in GB 18030, as a Chinese RIS that declares MSH-18 "GB 18030-2000" sends it.
 ORU_ZH_GB18030 = (

@@ -7,10 +7,9 @@ import asyncio
 from aiokafka import AIOKafkaConsumer
 
 from ingest.events import DeadLetter
-from ingest.listener import IngestTopics
 from ingest.mllp import MLLPClient, ack_code
 from ingest.service import start_ingest
-from radflow.demodata import feed, generate_reports
+from radflow.demodata import expected_ack, feed, generate_reports
 from storage.repository import Repository
 from storage.tables import DraftRow, ScoreRow, SignedReportRow
 from streams.topics import TopicNames
@@ -21,7 +20,7 @@ from tests.integration.conftest import wait_until
 async def test_hl7_to_draft_and_score(settings, start_worker, broker) -> None:
     worker = start_worker()
     names = TopicNames(settings.topic_prefix)
-    service = await start_ingest("127.0.0.1", 0, IngestTopics(names.reports, names.dead_letter),
+    service = await start_ingest("127.0.0.1", 0, names.ingest(),
                                  bootstrap_servers=broker.bootstrap_servers)
     reports = generate_reports(1, seed=21)  # 3 institutions x 5 body systems
     items = list(feed(reports, seed=21))
@@ -32,7 +31,7 @@ async def test_hl7_to_draft_and_score(settings, start_worker, broker) -> None:
         await client.close()
     finally:
         await service.stop()
-    assert codes == ["AA"] * len(items)
+    assert codes == [expected_ack(item.report) for item in items]  # NANHU asks for enhanced mode (CA)
     assert ack_code(junk_ack) == "AE"
 
     repo = Repository(settings.resolved_database_url)
@@ -80,11 +79,11 @@ async def test_never_aa_while_the_broker_is_down() -> None:
     names = TopicNames("down")
     sink = KafkaSink(broker.bootstrap_servers, timeout=3)
     await sink.start()
-    listener = Listener(sink, IngestTopics(names.reports, names.dead_letter))
+    listener = Listener(sink, names.ingest())
     try:
-        assert ack_code(await listener.handle(samples.ORU_ZH_UTF8, "peer")) == "AA"
+        assert ack_code(await listener.handle(samples.ORU_EN_NARRATIVE, "peer")) == "AA"
         broker.stop()
-        ack = await listener.handle(samples.ORU_ZH_UTF8, "peer")
+        ack = await listener.handle(samples.ORU_EN_NARRATIVE.replace(b"MSG0003", b"MSG0004"), "peer")
         assert ack_code(ack) == "AE" and b"ERR" in ack
         assert listener.stats.accepted == 1 and listener.stats.errors == 1
     finally:

@@ -4,7 +4,14 @@ import asyncio
 
 import pytest
 
-from ingest.mllp import END_BLOCK, FRAME_END, START_BLOCK, MLLPServer, frame, send_messages
+from ingest.mllp import (
+    END_BLOCK,
+    FRAME_END,
+    START_BLOCK,
+    MLLPServer,
+    frame,
+    send_messages,
+)
 
 
 async def _echo(message: bytes, peer: str) -> bytes:
@@ -53,3 +60,37 @@ async def test_bytes_before_start_block_close_connection(server: MLLPServer) -> 
 
 async def test_idle_connection_is_closed(server: MLLPServer) -> None:
     assert await _raw_exchange(server.port, b"") == b""
+
+
+async def test_tls(tmp_path) -> None:
+    import ssl
+    import subprocess
+
+    from ingest.service import tls_context
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    srv = MLLPServer(_echo, "127.0.0.1", 0, ssl_context=tls_context(str(cert), str(key)))
+    await srv.start()
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port, ssl=client_ctx, server_hostname="localhost")
+        writer.write(frame(b"over tls"))
+        await writer.drain()
+        from ingest.mllp import read_frame
+
+        assert await asyncio.wait_for(read_frame(reader), 5) == b"ACK:over tls"
+        writer.close()
+        # a plain-text client gets nothing back: the server only speaks TLS
+        assert await _raw_exchange(srv.port, frame(b"plain")) == b""
+    finally:
+        await srv.stop()
+
+
+def test_tls_settings_must_come_in_pairs() -> None:
+    from radflow.errors import SettingsError
+    from radflow.settings import Settings
+
+    with pytest.raises(SettingsError, match="RADFLOW_MLLP_TLS_KEY"):
+        Settings.from_env({"RADFLOW_MLLP_TLS_CERT": "/x.pem"})

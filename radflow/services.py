@@ -1,0 +1,110 @@
+"""Starting radflow's parts from settings: the model, the broker and worker, the listener."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.mapping import load_mappings
+from ingest.service import IngestService, start_ingest, tls_context
+from model.bootstrap import BootstrapConfig, bootstrap
+from radflow.broker import EmbeddedBroker, ensure_topics
+from radflow.demodata import generate_reports, write_pairs
+from radflow.errors import RadflowError
+from radflow.settings import Settings
+from streams.topics import TopicNames
+
+TRAIN_SEED = 7
+TRAIN_PER_SEGMENT = 40
+
+
+async def start_listener(settings: Settings, port: int | None = None) -> IngestService:
+    """The MLLP listener as configured: topics, per-institution mappings, TLS, frame bound."""
+    names = TopicNames(settings.topic_prefix)
+    return await start_ingest(
+        settings.mllp_host,
+        settings.mllp_port if port is None else port,
+        names.ingest(),
+        bootstrap_servers=settings.bootstrap_servers,
+        max_frame=settings.mllp_max_frame,
+        mappings=load_mappings(Path(settings.mappings_dir) if settings.mappings_dir else None),
+        ssl_context=tls_context(settings.mllp_tls_cert, settings.mllp_tls_key),
+        idle_timeout=settings.mllp_idle_timeout,
+    )
+
+
+async def ensure_all_topics(settings: Settings) -> None:
+    names = TopicNames(settings.topic_prefix)
+    await ensure_topics(settings.bootstrap_servers, names.source_topics() + names.changelog_topics(), settings.partitions)
+
+
+def ensure_model(settings: Settings, progress: bool = True) -> Path:
+    """The configured model, or the bootstrap model (trained once, then cached)."""
+    if settings.model_path:
+        return Path(settings.model_path)
+    pairs = write_pairs(generate_reports(TRAIN_PER_SEGMENT, seed=TRAIN_SEED), settings.home / "demo" / "train_pairs.jsonl")
+    return bootstrap(pairs, settings.resolved_model_path, BootstrapConfig(steps=settings.bootstrap_steps), progress=progress)
+
+
+@dataclass
+class Stack:
+    """The running processes of `serve` and `demo`; stop() leaves nothing behind."""
+
+    settings: Settings
+    broker: EmbeddedBroker | None
+    worker: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+        if self.broker:
+            self.broker.stop()
+
+
+def start_stack(settings: Settings, log_dir: Path) -> Stack:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    broker = None
+    if settings.embedded:
+        broker = EmbeddedBroker(settings.embedded_broker_port, log_dir / "broker.log").start()
+    try:
+        asyncio.run(ensure_all_topics(settings))
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")}, **settings.to_env()}
+        env["RADFLOW_BROKER"] = settings.broker_url
+        with (log_dir / "worker.log").open("ab") as worker_log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "radflow", "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+    except BaseException:
+        if broker:
+            broker.stop()
+        raise
+    return Stack(settings, broker, worker)
+
+
+def wait_for_dashboard(settings: Settings, worker: subprocess.Popen[bytes], timeout: float = 180.0) -> str:
+    url = f"http://{settings.mllp_host}:{settings.dashboard_port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RadflowError(f"the worker exited with code {worker.returncode}; see its log in {settings.home / 'logs'}")
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=1):
+                return url
+        except OSError:
+            time.sleep(0.5)
+    raise RadflowError(f"the worker's web server did not answer at {url} in {timeout:.0f} s")
+
+
