@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 
 from radflow.errors import RadflowError
@@ -134,7 +135,7 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ingest.deadletter import read_dead_letters, replay_letters
     from ingest.listener import Listener
@@ -150,7 +151,7 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
             # position, time, peer, size and the error: never the content, which may identify a patient
             print(f"{'position':<10} {'received (UTC)':<20} {'peer':<22} {'bytes':>6}  error")
             for s in letters:
-                when = datetime.fromtimestamp(s.letter.received_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+                when = datetime.fromtimestamp(s.letter.received_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
                 print(f"{s.position:<10} {when:<20} {s.letter.peer:<22} {len(s.letter.raw):>6}  {s.letter.error}")
             print(f"{len(letters)} dead letters on {names.dead_letter}")
             return 0

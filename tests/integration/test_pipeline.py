@@ -50,6 +50,7 @@ async def test_hl7_to_draft_and_score(settings, start_worker, broker) -> None:
     summary = worker.get("/api/summary")
     assert {row["institution"] for row in summary["institutions"]} == {"XIHE", "NANHU", "LAKEVIEW"}
     assert sum(row["n"] for row in summary["institutions"]) == len(keys)
+    assert worker.get("/api/stats")["scored"] >= len(keys)
 
     # the unreadable frame is on the dead-letter topic with its raw bytes
     consumer = AIOKafkaConsumer(names.dead_letter, bootstrap_servers=broker.bootstrap_servers,
@@ -61,6 +62,8 @@ async def test_hl7_to_draft_and_score(settings, start_worker, broker) -> None:
     finally:
         await consumer.stop()
     assert [letter.raw for letter in letters] == [samples.NOT_HL7]
+
+    await _corrections_cancellations_and_orders(settings, broker, repo, reports)
 
     # nothing that identifies a patient or quotes a report reaches the worker's log
     log = worker.log_path.read_text(encoding="utf-8", errors="replace")
@@ -89,3 +92,41 @@ async def test_never_aa_while_the_broker_is_down() -> None:
     finally:
         broker.stop()
         await asyncio.wait_for(sink.stop(), 10)
+
+
+async def _corrections_cancellations_and_orders(settings, broker, repo, reports) -> None:
+    """A corrected report is re-scored, a cancelled one retracted, an order registered."""
+    import dataclasses
+    from datetime import datetime
+
+    from ingest.clean import clean_text
+    from radflow.demodata import to_hl7
+    from storage.tables import OrderRow
+
+    corrected, cancelled = reports[0], reports[1]
+    changed = dataclasses.replace(corrected, impression_raw="完全不同的结论。" if corrected.language == "zh"
+                                  else "An entirely different conclusion.")
+    order = (b"MSH|^~\\&|RIS|XIHE|RADFLOW|RADFLOW|20260105||ORM^O01|ORD1|P|2.3\r"
+             b"ORC|NW|PL9|XIOR99999\rOBR|1|PL9||CT0101^\xe8\x83\xb8\xe9\x83\xa8CT^L\r")
+    now = datetime(2026, 1, 6)
+    names = TopicNames(settings.topic_prefix)
+    service = await start_ingest("127.0.0.1", 0, names.ingest(), bootstrap_servers=broker.bootstrap_servers)
+    try:
+        client = await MLLPClient.connect("127.0.0.1", service.server.port)
+        for message in (to_hl7(changed, "C", "CORR1", now), to_hl7(cancelled, "X", "CANC1", now), order):
+            assert ack_code(await client.send(message)) in ("AA", "CA")
+        await client.close()
+    finally:
+        await service.stop()
+
+    def corrected_rescored() -> bool:
+        row = repo.get(ScoreRow, corrected.institution, corrected.accession)
+        return row is not None and row.signed_status == "C"
+
+    wait_until(corrected_rescored, 60, "the corrected report re-scored")
+    signed = repo.get(SignedReportRow, corrected.institution, corrected.accession)
+    assert signed.status == "C" and signed.impression == clean_text(changed.impression_raw)  # replaced
+    wait_until(lambda: repo.get(ScoreRow, cancelled.institution, cancelled.accession) is None, 60, "the retraction")
+    assert repo.get(DraftRow, cancelled.institution, cancelled.accession).status == "retracted"
+    wait_until(lambda: repo.get(OrderRow, "XIHE", "XIOR99999") is not None, 60, "the order registered")
+    assert repo.get(OrderRow, "XIHE", "XIOR99999").body_system == "chest"
