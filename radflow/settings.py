@@ -69,6 +69,10 @@ class Settings:
     mappings_dir: str = field(
         default="", metadata=_env("MAPPINGS_DIR", "Directory of per-institution field mappings (`<MSH-4>.yaml`).")
     )
+    worklist_routes: str = field(
+        default="",
+        metadata=_env("WORKLIST_ROUTES", "Where drafts go back as ORU^R01: `INSTITUTION=host:port,*=host:port`. Empty: nowhere."),
+    )
     dashboard_port: int = field(
         default=6066, metadata=_env("DASHBOARD_PORT", "Port of the worker's dashboard and web API.")
     )
@@ -88,6 +92,12 @@ class Settings:
     max_new_tokens: int = field(
         default=96, metadata=_env("MAX_NEW_TOKENS", "Most tokens generated for one impression.")
     )
+    drift_chunk: int = field(
+        default=20, metadata=_env("DRIFT_CHUNK", "Scores per drift window (chunk) of a segment.")
+    )
+    drift_reference_chunks: int = field(
+        default=6, metadata=_env("DRIFT_REFERENCE_CHUNKS", "Chunks in a segment's reference period (band = mean ± 3 sd).")
+    )
     bootstrap_steps: int = field(
         default=600, metadata=_env("BOOTSTRAP_STEPS", "Training steps of the bootstrap model.")
     )
@@ -98,9 +108,11 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise SettingsError(f"{_var(name)}={port} is not a TCP port (0-65535)")
-        for name in ("partitions", "draft_batch", "max_new_tokens", "bootstrap_steps"):
+        for name in ("partitions", "draft_batch", "max_new_tokens", "bootstrap_steps", "drift_chunk"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_var(name)} must be at least 1, got {getattr(self, name)}")
+        if self.drift_reference_chunks < 2:
+            raise SettingsError(f"{_var('drift_reference_chunks')} must be at least 2 to estimate a band")
         if self.mllp_idle_timeout <= 0:
             raise SettingsError(f"{_var('mllp_idle_timeout')} must be positive, got {self.mllp_idle_timeout}")
         if self.draft_within <= 0:
@@ -111,6 +123,7 @@ class Settings:
             raise SettingsError(f"set both {_var('mllp_tls_cert')} and {_var('mllp_tls_key')}, or neither")
         if self.mllp_max_frame < 1024:
             raise SettingsError(f"{_var('mllp_max_frame')} must be at least 1024 bytes, got {self.mllp_max_frame}")
+        self.parsed_worklist_routes()  # validates
         if self.broker and not self.broker.startswith("kafka://"):
             raise SettingsError(f"{_var('broker')}={self.broker!r} must look like kafka://host:port")
 
@@ -139,6 +152,16 @@ class Settings:
     @property
     def resolved_adapter_dir(self) -> Path:
         return Path(self.adapter_dir) if self.adapter_dir else (self.home / "adapters").resolve()
+
+    def parsed_worklist_routes(self) -> dict[str, tuple[str, int]]:
+        routes: dict[str, tuple[str, int]] = {}
+        for item in filter(None, (p.strip() for p in self.worklist_routes.split(","))):
+            name, _, address = item.partition("=")
+            host, _, port = address.rpartition(":")
+            if not name or not host or not port.isdigit():
+                raise SettingsError(f"{_var('worklist_routes')}: {item!r} is not INSTITUTION=host:port")
+            routes[name.strip()] = (host.strip(), int(port))
+        return routes
 
     def to_env(self) -> dict[str, str]:
         """The variables that reproduce these settings in a child process."""

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from radflow.errors import StorageError
-from storage.tables import DraftRow, OrderRow, ScoreRow, SignedReportRow
+from storage.tables import AlertRow, DraftRow, DriftChunkRow, OrderRow, ScoreRow, SignedReportRow
 
 Row = TypeVar("Row", DraftRow, OrderRow, ScoreRow, SignedReportRow)
 
@@ -61,6 +61,12 @@ class Repository:
                 session.refresh(current)
                 return current
         raise StorageError(f"could not upsert {model.__tablename__} after 3 attempts")
+
+    def add(self, row: Any) -> None:
+        """Append a row that has no natural key (drift chunks, alerts)."""
+        with Session(self.engine) as session:
+            session.add(row)
+            session.commit()
 
     def retract(self, institution: str, accession: str) -> None:
         """A cancelled exam: its score goes, its draft is marked retracted, the report says X."""
@@ -129,6 +135,73 @@ class Repository:
                 }
             )
         return out
+
+    def drift_chunks(self, institution: str | None = None, body_system: str | None = None,
+                     adapter_version: str | None = None) -> list[DriftChunkRow]:
+        with Session(self.engine) as session:
+            stmt = select(DriftChunkRow)
+            if institution is not None:
+                stmt = stmt.where(DriftChunkRow.institution == institution)
+            if body_system is not None:
+                stmt = stmt.where(DriftChunkRow.body_system == body_system)
+            if adapter_version is not None:
+                stmt = stmt.where(DriftChunkRow.adapter_version == adapter_version)
+            return list(session.exec(stmt.order_by(DriftChunkRow.chunk)).all())
+
+    def alerts(self, limit: int = 50) -> list[AlertRow]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(AlertRow).order_by(AlertRow.created_at.desc()).limit(limit)).all())
+
+    def segment_summary(self, window: int = 0) -> list[dict[str, Any]]:
+        """Mean metrics per institution × body system (over the last ``window`` scores if > 0)."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(ScoreRow).order_by(ScoreRow.created_at.desc())).all()
+        per: dict[tuple[str, str], list[ScoreRow]] = defaultdict(list)
+        for row in rows:
+            key = (row.institution, row.body_system)
+            if not window or len(per[key]) < window:
+                per[key].append(row)
+        out = []
+        for (institution, body_system), items in sorted(per.items()):
+            n = len(items)
+            out.append({
+                "institution": institution, "body_system": body_system, "n": n,
+                "rouge1": sum(r.rouge1 for r in items) / n, "rouge2": sum(r.rouge2 for r in items) / n,
+                "rougeL": sum(r.rougeL for r in items) / n,
+                "missed_rate": sum(1 for r in items if r.missed) / n, "over_rate": sum(1 for r in items if r.over) / n,
+            })
+        return out
+
+    def pairs(self, institution: str, body_system: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent scored pairs of a segment with their texts, for the drill-down page."""
+        with Session(self.engine) as session:
+            stmt = select(ScoreRow, DraftRow, SignedReportRow).where(
+                ScoreRow.institution == institution,
+                DraftRow.institution == ScoreRow.institution, DraftRow.accession == ScoreRow.accession,
+                SignedReportRow.institution == ScoreRow.institution, SignedReportRow.accession == ScoreRow.accession,
+            )
+            if body_system:
+                stmt = stmt.where(ScoreRow.body_system == body_system)
+            rows = session.exec(stmt.order_by(ScoreRow.created_at.desc()).limit(limit)).all()
+        return [{"score": s, "draft": d, "signed": r} for s, d, r in rows]
+
+    def pending_drafts(self, limit: int = 100) -> list[DraftRow]:
+        """Drafts with no signed report yet, oldest first."""
+        with Session(self.engine) as session:
+            signed = select(SignedReportRow.accession).where(SignedReportRow.institution == DraftRow.institution)
+            stmt = (select(DraftRow).where(DraftRow.status == "draft", DraftRow.accession.not_in(signed))  # type: ignore[attr-defined]
+                    .order_by(DraftRow.created_at).limit(limit))
+            return list(session.exec(stmt).all())
+
+    def set_delivery(self, institution: str, accession: str, outcome: str) -> None:
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(DraftRow).where(DraftRow.institution == institution, DraftRow.accession == accession)
+            ).first()
+            if row is not None:
+                row.delivery = outcome
+                session.add(row)
+                session.commit()
 
     def signed_pairs(self, institution: str | None = None) -> list[SignedReportRow]:
         with Session(self.engine) as session:

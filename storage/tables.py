@@ -1,6 +1,5 @@
 """Tables. Each row is keyed by (institution, accession) so reprocessing updates, never duplicates."""
 
-from __future__ import annotations
 
 import time
 
@@ -47,6 +46,7 @@ class DraftRow(SQLModel, table=True):
     template_id: str = ""
     guard: str = ""  # why the text was altered or replaced: "", "empty", "repetition"
     status: str = "draft"  # "retracted" once the exam is cancelled (OBR-25 X)
+    delivery: str = ""  # outcome of sending the draft to the RIS worklist: AA, AR, failed, unrouted
     latency_ms: float = 0.0
     created_at: float = Field(default_factory=time.time, index=True)
 
@@ -65,6 +65,10 @@ class ScoreRow(SQLModel, table=True):
     rouge1: float = 0.0
     rouge2: float = 0.0
     rougeL: float = 0.0
+    missed: int = 0  # findings in the signed impression the draft lacks or negates
+    over: int = 0  # findings in the draft the signed impression lacks or negates
+    missed_concepts: str = ""  # comma-separated lexicon concepts (no report text)
+    over_concepts: str = ""
     adapter_version: str = ""
     signed_status: str = "F"
     created_at: float = Field(default_factory=time.time, index=True)
@@ -85,3 +89,43 @@ class OrderRow(SQLModel, table=True):
     modality: str = ""
     order_control: str = ""
     received_at: float = Field(default_factory=time.time)
+
+
+class DriftChunkRow(SQLModel, table=True):
+    """One tumbling window (chunk) of scores of a segment, with the band it was judged against."""
+
+    __tablename__ = "drift_chunks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution: str = Field(index=True)
+    body_system: str = Field(index=True)
+    adapter_version: str = ""
+    chunk: int = 0
+    n: int = 0
+    rouge1: float = 0.0
+    rouge2: float = 0.0
+    rougeL: float = 0.0
+    missed_rate: float = 0.0
+    over_rate: float = 0.0
+    reference: bool = False  # part of the reference period
+    band_low: float | None = None  # R-L band of the reference period (mean - 3 sd)
+    band_high: float | None = None
+    alert: bool = False
+    created_at: float = Field(default_factory=time.time, index=True)
+
+
+class AlertRow(SQLModel, table=True):
+    """A metric of a segment's chunk that left its reference band."""
+
+    __tablename__ = "alerts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution: str = Field(index=True)
+    body_system: str
+    adapter_version: str = ""
+    chunk: int = 0
+    metric: str = ""
+    value: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+    created_at: float = Field(default_factory=time.time, index=True)

@@ -21,10 +21,12 @@ from ingest.events import CANCELLED, OrderEvent, ReportEvent
 from model.drafter import Drafter, DraftRequest
 from radflow.settings import Settings
 from storage.repository import Repository
-from storage.tables import DraftRow, OrderRow, SignedReportRow
+from storage.tables import AlertRow, DraftRow, DriftChunkRow, OrderRow, SignedReportRow
+from streams import drift as drift_rules
 from streams import pairing
 from streams.dashboard import register_pages
 from streams.topics import TopicNames
+from streams.worklist import WebWorklist, WorklistSender, draft_payload_to_message
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,10 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
     drafts = app.topic(names.drafts, **raw)
     scores = app.topic(names.scores, **raw)
     orders = app.topic(names.orders, **raw)
+    alerts = app.topic(names.alerts, **raw)
     reports_and_drafts = app.topic(names.reports, names.drafts, **raw)
     pairs = app.Table("pairs", default=None, partitions=settings.partitions)  # JSON values
+    drift_states = app.Table("drift", default=None, partitions=settings.partitions)
     # One thread owns the model, so inference never blocks the event loop (timers, rebalances).
     model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radflow-model")
 
@@ -92,7 +96,7 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
             stats["drafted"] += len(todo)
             log.info("drafted %d reports", len(todo))
 
-    stats = {"drafted": 0, "scored": 0, "halves_from_storage": 0}
+    stats = {"drafted": 0, "scored": 0, "halves_from_storage": 0, "worklist_delivered": 0, "worklist_failed": 0}
 
     def find_draft(institution: str, accession: str) -> dict[str, Any] | None:
         row = repository.get(DraftRow, institution, accession)
@@ -140,7 +144,41 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
                 await asyncio.to_thread(repository.upsert, result.score)
                 stats["scored"] += 1
                 body = json.dumps(result.score.model_dump(exclude={"id"})).encode()
-                await scores.send(key=table_key.encode(), value=body)
+                segment = names.segment_key(institution, result.score.body_system, result.score.adapter_version)
+                await scores.send(key=segment.encode(), value=body)  # re-keyed: drift is per segment
+
+    @app.agent(scores, concurrency=1)
+    async def drift_agent(stream: faust.StreamT) -> None:
+        async for value in stream:
+            score = json.loads(value)
+            segment = names.segment_key(score["institution"], score["body_system"], score["adapter_version"])
+            state = drift_states.get(segment)
+            if state is None:  # new segment, or the table came back short: rebuild from storage
+                stored = await asyncio.to_thread(
+                    repository.drift_chunks, score["institution"], score["body_system"], score["adapter_version"]
+                )
+                monitor = drift_rules.rebuild(stored, settings.drift_chunk, settings.drift_reference_chunks)
+            else:
+                monitor = drift_rules.DriftMonitor.from_dict(state)
+            result = monitor.add(drift_rules.observation(score))
+            drift_states[segment] = monitor.to_dict()
+            if result is None:
+                continue
+            band = result.bands.get("rougeL")
+            await asyncio.to_thread(repository.add, DriftChunkRow(
+                institution=score["institution"], body_system=score["body_system"],
+                adapter_version=score["adapter_version"], chunk=result.index, n=result.n,
+                reference=result.reference, band_low=band[0] if band else None, band_high=band[1] if band else None,
+                alert=bool(result.alerts), **result.means,
+            ))
+            for metric, value_ in result.alerts.items():
+                low, high = result.bands[metric]
+                alert = AlertRow(institution=score["institution"], body_system=score["body_system"],
+                                 adapter_version=score["adapter_version"], chunk=result.index, metric=metric,
+                                 value=value_, low=low, high=high)
+                await asyncio.to_thread(repository.add, alert)
+                await alerts.send(key=segment.encode(), value=json.dumps(alert.model_dump(exclude={"id"})).encode())
+                log.warning("drift alert: %s of %s chunk %d left its band", metric, segment, result.index)
 
     @app.agent(orders)
     async def order_agent(stream: faust.StreamT) -> None:
@@ -150,7 +188,20 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
             row = OrderRow(**{k: v for k, v in asdict(order).items() if k in fields and k != "id"})
             await asyncio.to_thread(repository.upsert, row)
 
-    register_pages(app, settings, repository, stats)
+    sender = WorklistSender(settings.parsed_worklist_routes())
+
+    @app.agent(drafts, concurrency=4)
+    async def worklist_agent(stream: faust.StreamT) -> None:
+        # Its own agent, so a slow or absent RIS never holds up drafting or scoring.
+        async for value in stream:
+            payload = json.loads(value)
+            if sender.route(payload["institution"]) is None:
+                continue
+            outcome = await sender.send(payload["institution"], draft_payload_to_message(payload))
+            stats["worklist_delivered" if outcome in ("AA", "CA") else "worklist_failed"] += 1
+            await asyncio.to_thread(repository.set_delivery, payload["institution"], payload["accession"], outcome)
+
+    register_pages(app, settings, repository, stats, WebWorklist(repository, reports))
     app.radflow_topics = names  # type: ignore[attr-defined]
     app.radflow_started = time.time()  # type: ignore[attr-defined]
     return app

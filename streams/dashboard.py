@@ -1,10 +1,17 @@
-"""The quality dashboard, served by the worker's web server: rolling ROUGE per institution."""
+"""The quality dashboard and the radiologists' web worklist, served by the worker's web server.
+
+Pages are rendered on the server (no scripts from the internet: hospital networks are closed)
+and refresh themselves. Every page and API needs the token when RADFLOW_DASHBOARD_TOKEN is set.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hmac
 import html
+import urllib.parse
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -12,67 +19,184 @@ from faust.web import Request, Response, View
 
 from radflow.settings import Settings
 from storage.repository import Repository
+from streams.rouge import language_of, segment_zh
 
-ROLLING_WINDOW = 50  # signed reports per institution in the rolling mean
+ROLLING_WINDOW = 50  # signed reports per segment in the rolling means
+
+Page = Callable[[View, Request], Awaitable[Response]]
 
 
-def register_pages(app: faust.App, settings: Settings, repository: Repository, stats: dict[str, int]) -> None:
-    def allowed(request: Request) -> bool:
-        if not settings.dashboard_token:
-            return True
-        supplied = request.query.get("token", "")
+def register_pages(app: faust.App, settings: Settings, repository: Repository, stats: dict[str, int],
+                   worklist: Any = None) -> None:
+    def token_of(request: Request) -> str:
         auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            supplied = auth.removeprefix("Bearer ")
-        return hmac.compare_digest(supplied.encode(), settings.dashboard_token.encode())
+        return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else request.query.get("token", "")
 
-    def denied(web: View) -> Response:
-        return web.json({"error": "a valid token is required (RADFLOW_DASHBOARD_TOKEN)"}, status=401)
+    def protected(page: Page) -> Page:
+        async def guarded(web: View, request: Request) -> Response:
+            if settings.dashboard_token and not hmac.compare_digest(
+                token_of(request).encode(), settings.dashboard_token.encode()
+            ):
+                return web.json({"error": "a valid token is required (RADFLOW_DASHBOARD_TOKEN)"}, status=401)
+            return await page(web, request)
 
-    @app.page("/api/summary")
-    async def summary(web: View, request: Request) -> Response:
-        if not allowed(request):
-            return denied(web)
-        rows = await asyncio.to_thread(repository.score_summary, ROLLING_WINDOW)
-        return web.json({"window": ROLLING_WINDOW, "institutions": rows})
-
-    @app.page("/api/stats")
-    async def worker_stats(web: View, request: Request) -> Response:
-        """This worker's counters since it started (halves_from_storage: pairs completed from the
-        database because the table did not have the half, e.g. after a short recovery)."""
-        if not allowed(request):
-            return denied(web)
-        return web.json(stats)
+        return guarded
 
     @app.page("/healthz")
     async def health(web: View, request: Request) -> Response:
         return web.json({"status": "ok"})
 
+    @app.page("/api/summary")
+    @protected
+    async def summary(web: View, request: Request) -> Response:
+        institutions = await asyncio.to_thread(repository.score_summary, ROLLING_WINDOW)
+        segments = await asyncio.to_thread(repository.segment_summary, ROLLING_WINDOW)
+        alerts = await asyncio.to_thread(repository.alerts, 20)
+        return web.json({"window": ROLLING_WINDOW, "institutions": institutions, "segments": segments,
+                         "alerts": [a.model_dump(exclude={"id"}) for a in alerts]})
+
+    @app.page("/api/stats")
+    @protected
+    async def worker_stats(web: View, request: Request) -> Response:
+        """Counters since start; halves_from_storage counts pairs completed from the database
+        because the table lacked the half (e.g. after a short recovery)."""
+        return web.json(stats)
+
     @app.page("/")
+    @protected
     async def index(web: View, request: Request) -> Response:
-        if not allowed(request):
-            return denied(web)
-        rows = await asyncio.to_thread(repository.score_summary, ROLLING_WINDOW)
-        return web.html(render(rows))
+        segments = await asyncio.to_thread(repository.segment_summary, ROLLING_WINDOW)
+        chunks = await asyncio.to_thread(repository.drift_chunks)
+        alerts = await asyncio.to_thread(repository.alerts, 20)
+        return web.html(render_overview(segments, chunks, alerts, token_of(request)))
+
+    @app.page("/pairs")
+    @protected
+    async def pairs(web: View, request: Request) -> Response:
+        institution = request.query.get("institution", "")
+        body_system = request.query.get("body_system") or None
+        rows = await asyncio.to_thread(repository.pairs, institution, body_system, 50)
+        return web.html(render_pairs(institution, body_system, rows, token_of(request)))
+
+    if worklist is not None:
+        worklist.register(app, protected, token_of, settings.dashboard_token)
 
 
-def render(rows: list[dict[str, Any]]) -> str:
-    if rows:
-        body = "".join(
-            "<tr><td>{}</td><td>{}</td><td>{:.3f}</td><td>{:.3f}</td><td>{:.3f}</td><td>{}</td>"
-            "<td><div class=bar style='width:{:.0f}px'></div></td></tr>".format(
-                html.escape(r["institution"]), r["n"], r["rouge1"], r["rouge2"], r["rougeL"],
-                html.escape(", ".join(r["body_systems"])), r["rougeL"] * 200,
-            )
-            for r in rows
-        )
+# -- rendering --------------------------------------------------------------------------------
+STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;margin-bottom:1.5em}
+td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+.alert{color:#b00} del{background:#fdd;text-decoration:line-through} ins{background:#dfd;text-decoration:none}
+nav a{margin-right:1em} .muted{color:#777}"""
+
+
+def page(title: str, body: str, token: str, refresh: bool = True) -> str:
+    meta = "<meta http-equiv=refresh content=5>" if refresh else ""
+    nav = f"<nav><a href='{_link('/', token)}'>quality</a><a href='{_link('/worklist', token)}'>worklist</a></nav>"
+    return (f"<!doctype html><html><head><meta charset=utf-8>{meta}<title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{nav}<h1>{html.escape(title)}</h1>{body}</body></html>")
+
+
+def _link(path: str, token: str, **params: str) -> str:
+    if token:
+        params["token"] = token
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v})
+    return html.escape(f"{path}?{query}" if query else path)
+
+
+def chart(values: list[float], band: tuple[float, float] | None, width: int = 240, height: int = 60) -> str:
+    """An inline SVG of chunk means (0-1) with the reference band shaded."""
+    def y(v: float) -> float:
+        return height - max(0.0, min(1.0, v)) * height
+
+    parts = [f"<svg class=chart width={width} height={height} viewBox='0 0 {width} {height}'>",
+             f"<rect width={width} height={height} fill='#fafafa' stroke='#ddd'/>"]
+    if band:
+        top, bottom = y(band[1]), y(band[0])
+        parts.append(f"<rect class=band x=0 y={top:.1f} width={width} height={bottom - top:.1f} fill='#cde8d6'/>")
+    if values:
+        step = width / max(1, len(values) - 1) if len(values) > 1 else 0
+        points = " ".join(f"{i * step:.1f},{y(v):.1f}" for i, v in enumerate(values))
+        parts.append(f"<polyline class=series fill=none stroke='#2a6' stroke-width=2 points='{points}'/>")
+        for i, v in enumerate(values):
+            parts.append(f"<circle cx={i * step:.1f} cy={y(v):.1f} r=2.5 fill='#2a6'/>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_overview(segments: list[dict[str, Any]], chunks: list[Any], alerts: list[Any], token: str) -> str:
+    series: dict[tuple[str, str], list[Any]] = {}
+    for c in chunks:
+        series.setdefault((c.institution, c.body_system), []).append(c)
+    if segments:
+        rows = []
+        for s in segments:
+            key = (s["institution"], s["body_system"])
+            own = series.get(key, [])
+            band = next(((c.band_low, c.band_high) for c in reversed(own) if c.band_low is not None), None)
+            link = _link("/pairs", token, institution=s["institution"], body_system=s["body_system"])
+            rows.append(
+                f"<tr class=segment><td><a href='{link}'>{html.escape(s['institution'])}</a></td>"
+                f"<td>{html.escape(s['body_system'])}</td><td>{s['n']}</td><td>{s['rouge1']:.3f}</td>"
+                f"<td>{s['rouge2']:.3f}</td><td>{s['rougeL']:.3f}</td><td>{s['missed_rate']:.0%}</td>"
+                f"<td>{s['over_rate']:.0%}</td><td>{chart([c.rougeL for c in own], band)}</td></tr>")
+        body = "".join(rows)
     else:
-        body = "<tr><td colspan=7>No scored reports yet: drafts are scored when the signed report arrives.</td></tr>"
-    return f"""<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5>
-<title>radflow quality</title><style>
-body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}} .bar{{height:10px;background:#3a7}}
-</style></head><body><h1>radflow: draft quality</h1>
-<p>Rolling ROUGE F1 over the last {ROLLING_WINDOW} signed reports per institution (refreshes every 5 s).</p>
-<table id=summary><tr><th>institution</th><th>n</th><th>R-1</th><th>R-2</th><th>R-L</th><th>body systems</th><th>R-L</th></tr>
-{body}</table></body></html>"""
+        body = "<tr><td colspan=9 class=muted>No scored reports yet: a draft is scored when its signed report arrives.</td></tr>"
+    alert_rows = "".join(
+        f"<tr class=alert><td>{html.escape(a.institution)}</td><td>{html.escape(a.body_system)}</td>"
+        f"<td>{a.chunk}</td><td>{html.escape(a.metric)}</td><td>{a.value:.3f}</td><td>{a.low:.3f} – {a.high:.3f}</td></tr>"
+        for a in alerts
+    ) or "<tr><td colspan=6 class=muted>No drift alerts.</td></tr>"
+    return page("radflow: draft quality", f"""
+<p>Rolling means over the last {ROLLING_WINDOW} signed reports per institution × body system. The chart shows R-L
+per drift window with the reference band (mean ± 3 sd) shaded. Missed and over are the shares of drafts that miss
+or add a finding.</p>
+<table id=segments><tr><th>institution</th><th>body system</th><th>n</th><th>R-1</th><th>R-2</th><th>R-L</th>
+<th>missed</th><th>over</th><th>R-L per window</th></tr>{body}</table>
+<h2>Drift alerts</h2><table id=alerts><tr><th>institution</th><th>body system</th><th>window</th><th>metric</th>
+<th>value</th><th>band</th></tr>{alert_rows}</table>""", token)
+
+
+def diff_html(draft: str, signed: str) -> tuple[str, str]:
+    """Draft and signed text with their differences marked (<ins> only in the draft, <del> only
+    in the signed impression), compared by words (jieba for Chinese)."""
+    if language_of(signed + draft) == "zh":
+        a, b = segment_zh(signed).split(" "), segment_zh(draft).split(" ")
+        joiner = ""
+    else:
+        a, b = signed.split(), draft.split()
+        joiner = " "
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    signed_out, draft_out = [], []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        left, right = html.escape(joiner.join(a[i1:i2])), html.escape(joiner.join(b[j1:j2]))
+        if op == "equal":
+            signed_out.append(left)
+            draft_out.append(right)
+        else:
+            if left:
+                signed_out.append(f"<del>{left}</del>")
+            if right:
+                draft_out.append(f"<ins>{right}</ins>")
+    return joiner.join(draft_out), joiner.join(signed_out)
+
+
+def render_pairs(institution: str, body_system: str | None, rows: list[dict[str, Any]], token: str) -> str:
+    items = []
+    for row in rows:
+        score, draft, signed = row["score"], row["draft"], row["signed"]
+        draft_html, signed_html = diff_html(draft.draft, signed.impression)
+        flags = "".join(
+            f"<div class=alert>{label}: {html.escape(value)}</div>"
+            for label, value in (("missed", score.missed_concepts), ("over", score.over_concepts)) if value
+        )
+        items.append(
+            f"<tr class=pair><td>{html.escape(score.accession)}<br><span class=muted>{html.escape(score.body_system)}"
+            f"</span></td><td class=draft>{draft_html}</td><td class=signed>{signed_html}</td>"
+            f"<td>{score.rouge1:.2f} / {score.rouge2:.2f} / {score.rougeL:.2f}{flags}</td></tr>")
+    body = "".join(items) or "<tr><td colspan=4 class=muted>No scored pairs in this segment yet.</td></tr>"
+    title = f"{institution} {body_system or ''}".strip()
+    return page(f"radflow: {title}", f"""
+<p><ins>green</ins>: only in the draft. <del>red</del>: only in the signed impression.</p>
+<table id=pairs><tr><th>accession</th><th>draft</th><th>signed</th><th>R-1 / R-2 / R-L</th></tr>{body}</table>""",
+                token, refresh=False)

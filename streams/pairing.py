@@ -14,6 +14,7 @@ from typing import Any
 
 from ingest.events import ReportEvent
 from storage.tables import DraftRow, ScoreRow, SignedReportRow
+from streams.clinical import compare
 from streams.rouge import score
 
 Lookup = Callable[[str, str], dict[str, Any] | None]
@@ -72,6 +73,7 @@ def update(
         return PairUpdate(entry, None)
     s, d = entry["signed"], entry["draft"]
     r = score(d["draft"], s["impression"], s["language"])
+    diff = compare(d["draft"], s["impression"], s["language"])
     row = ScoreRow(
         institution=institution,
         accession=accession,
@@ -80,6 +82,10 @@ def update(
         rouge1=r.rouge1,
         rouge2=r.rouge2,
         rougeL=r.rougeL,
+        missed=len(diff.missed),
+        over=len(diff.over),
+        missed_concepts=",".join(diff.missed),
+        over_concepts=",".join(diff.over),
         adapter_version=d.get("adapter_version", ""),
         signed_status=s["status"],
         created_at=time.time(),

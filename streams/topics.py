@@ -29,6 +29,10 @@ class TopicNames:
         return f"{self.prefix}.orders"
 
     @property
+    def alerts(self) -> str:
+        return f"{self.prefix}.alerts"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.dead-letter"
 
@@ -37,11 +41,16 @@ class TopicNames:
         return f"{self.prefix}-worker"
 
     def source_topics(self) -> list[str]:
-        return [self.reports, self.orders, self.drafts, self.scores, self.dead_letter]
+        return [self.reports, self.orders, self.drafts, self.scores, self.alerts, self.dead_letter]
 
     def ingest(self) -> IngestTopics:
         """The topics the MLLP listener writes to."""
         return IngestTopics(self.reports, self.dead_letter, self.orders)
 
+    @staticmethod
+    def segment_key(institution: str, body_system: str, adapter_version: str) -> str:
+        """Scores, drift windows and alerts are keyed by segment, not by exam."""
+        return f"{institution}|{body_system}|{adapter_version}"
+
     def changelog_topics(self) -> list[str]:
-        return [f"{self.app_id}-pairs-changelog"]
+        return [f"{self.app_id}-pairs-changelog", f"{self.app_id}-drift-changelog"]

@@ -71,20 +71,21 @@ class Worker:
 def start_worker(settings: Settings) -> Iterator[Callable[[], Worker]]:
     started: list[Worker] = []
 
-    def start() -> Worker:
-        settings.home.mkdir(parents=True, exist_ok=True)
-        log_path = settings.home / f"worker{len(started)}.log"
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")}, **settings.to_env()}
+    def start(custom: Settings | None = None) -> Worker:
+        run = custom or settings
+        run.home.mkdir(parents=True, exist_ok=True)
+        log_path = run.home / f"worker{len(started)}.log"
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")}, **run.to_env()}
         with log_path.open("wb") as log:
             process = subprocess.Popen([sys.executable, "-m", "radflow", "worker"], env=env, stdout=log,
                                        stderr=subprocess.STDOUT)
-        worker = Worker(process, log_path, f"http://127.0.0.1:{settings.dashboard_port}")
+        worker = Worker(process, log_path, f"http://127.0.0.1:{run.dashboard_port}")
         started.append(worker)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             assert process.poll() is None, log_path.read_text()[-3000:]
             try:
-                worker.get("/healthz")
+                urllib.request.urlopen(worker.url + "/healthz", timeout=2).close()
                 return worker
             except OSError:
                 time.sleep(0.3)
@@ -101,4 +102,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         if predicate():
             return
         time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """wait_until for tests that serve something on their own event loop (a fake RIS)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.3)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
