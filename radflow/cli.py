@@ -32,9 +32,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         ensure_model,
         start_listener,
         start_stack,
+        stop_on_sigterm,
         wait_for_dashboard,
     )
 
+    stop_on_sigterm()
     settings = dataclasses.replace(settings, model_path=str(ensure_model(settings)))
     running = start_stack(settings, settings.home / "logs")
     try:

@@ -14,6 +14,7 @@ from radflow.services import (
     ensure_model,
     start_listener,
     start_stack,
+    stop_on_sigterm,
     wait_for_dashboard,
 )
 from radflow.settings import Settings
@@ -52,14 +53,17 @@ async def replay(settings: Settings, items: list[FeedItem], progress: bool = Tru
 
 
 def wait_for_rows(repo: Repository, model: type, keys: set[tuple[str, str]], since: float, desc: str,
-                  timeout: float, progress: bool = True) -> int:
+                  stall: float, progress: bool = True) -> int:
+    """Wait while rows keep appearing; give up after ``stall`` seconds without progress."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(keys), desc=desc, unit="report", disable=not progress)
-    deadline = time.monotonic() + timeout
+    last_progress = time.monotonic()
     done = 0
-    while time.monotonic() < deadline:
-        done = repo.count(model, keys, since=since)
+    while time.monotonic() - last_progress < stall:
+        now_done = repo.count(model, keys, since=since)
+        if now_done > done:
+            done, last_progress = now_done, time.monotonic()
         bar.update(done - bar.n)
         if done >= len(keys):
             break
@@ -68,8 +72,8 @@ def wait_for_rows(repo: Repository, model: type, keys: set[tuple[str, str]], sin
     return done
 
 
-def score_table(repo: Repository) -> str:
-    rows = repo.score_summary()
+def score_table(repo: Repository, keys: set[tuple[str, str]] | None = None) -> str:
+    rows = repo.score_summary(keys=keys)
     lines = [f"{'institution':<12} {'n':>4} {'R-1':>6} {'R-2':>6} {'R-L':>6}", "-" * 38]
     for r in rows:
         lines.append(f"{r['institution']:<12} {r['n']:>4} {r['rouge1']:>6.3f} {r['rouge2']:>6.3f} {r['rougeL']:>6.3f}")
@@ -82,6 +86,7 @@ def score_table(repo: Repository) -> str:
 
 
 def run_demo(settings: Settings, per_segment: int = 6, wait: bool = True, progress: bool = True) -> int:
+    stop_on_sigterm()
     print(f"radflow demo: data in {settings.home.resolve()}")
     model_dir = ensure_model(settings, progress)
     settings = dataclasses.replace(settings, model_path=str(model_dir))
@@ -105,10 +110,13 @@ def run_demo(settings: Settings, per_segment: int = 6, wait: bool = True, progre
 
         codes = asyncio.run(ingest_and_replay())
         print("ACKs:", ", ".join(f"{c} {n}" for c, n in sorted(codes.items())))
-        wait_for_rows(repo, DraftRow, keys, since, "drafted", 600, progress)
-        scored = wait_for_rows(repo, ScoreRow, keys, since, "scored", 120, progress)
+        drafted = wait_for_rows(repo, DraftRow, keys, since, "drafted", 120, progress)
+        scored = wait_for_rows(repo, ScoreRow, keys, since, "scored", 60, progress)
+        if drafted < len(keys) or scored < len(keys):
+            print(f"\nstalled: {drafted} drafted and {scored} scored of {len(keys)}; "
+                  f"see {settings.home / 'logs' / 'worker.log'}")
         print()
-        print(score_table(repo))
+        print(score_table(repo, keys))
         print(f"\n{scored} of {len(keys)} reports drafted and scored. Dashboard: {url}")
         if wait:
             print("Press Ctrl-C to stop.")

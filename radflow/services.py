@@ -65,7 +65,7 @@ class Stack:
         if self.worker.poll() is None:
             self.worker.send_signal(signal.SIGTERM)
             try:
-                self.worker.wait(20)
+                self.worker.wait(10)
             except subprocess.TimeoutExpired:
                 self.worker.kill()
                 self.worker.wait()
@@ -73,8 +73,28 @@ class Stack:
             self.broker.stop()
 
 
+def _ensure_free(port: int, setting: str) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            raise RadflowError(f"port {port} is already in use (another radflow still running?); set {setting}")
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so the broker and worker we started are always stopped."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def start_stack(settings: Settings, log_dir: Path) -> Stack:
     log_dir.mkdir(parents=True, exist_ok=True)
+    _ensure_free(settings.dashboard_port, "RADFLOW_DASHBOARD_PORT")
+    if settings.mllp_port:
+        _ensure_free(settings.mllp_port, "RADFLOW_MLLP_PORT")
     broker = None
     if settings.embedded:
         broker = EmbeddedBroker(settings.embedded_broker_port, log_dir / "broker.log").start()

@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, func
+from sqlalchemy import event, func, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -31,8 +31,25 @@ class Repository:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             SQLModel.metadata.create_all(self.engine)
+            self._add_missing_columns()
         except OperationalError as exc:
             raise StorageError(f"cannot open the database (RADFLOW_DATABASE_URL): {exc.orig}") from exc
+
+    def _add_missing_columns(self) -> None:
+        """Additive migration: a database made by an older radflow gets the columns added since,
+        with their defaults. (Renames and removals would need a real migration tool.)"""
+        inspector = inspect(self.engine)
+        with self.engine.begin() as connection:
+            for table in SQLModel.metadata.sorted_tables:
+                existing = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name in existing:
+                        continue
+                    default = column.default.arg if column.default is not None and not callable(column.default.arg) else None
+                    ddl = f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"
+                    if default is not None:
+                        ddl += f" DEFAULT {_literal(default)}"
+                    connection.execute(text(ddl))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -112,10 +129,13 @@ class Repository:
         with Session(self.engine) as session:
             return list(session.exec(select(ScoreRow).order_by(ScoreRow.created_at.desc()).limit(limit)).all())
 
-    def score_summary(self, window: int = 0) -> list[dict[str, Any]]:
-        """Mean ROUGE per institution (over its last ``window`` scores when window > 0)."""
+    def score_summary(self, window: int = 0, keys: set[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+        """Mean ROUGE per institution (over its last ``window`` scores when window > 0; only the
+        given (institution, accession) keys when set)."""
         with Session(self.engine) as session:
             rows = session.exec(select(ScoreRow).order_by(ScoreRow.created_at.desc())).all()
+        if keys is not None:
+            rows = [r for r in rows if (r.institution, r.accession) in keys]
         per: dict[str, list[ScoreRow]] = defaultdict(list)
         for row in rows:
             if not window or len(per[row.institution]) < window:
@@ -209,6 +229,14 @@ class Repository:
             if institution:
                 stmt = stmt.where(SignedReportRow.institution == institution)
             return list(session.exec(stmt).all())
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _time_column(model: type[Row]) -> Any:

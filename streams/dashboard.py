@@ -83,7 +83,7 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
 
 
 # -- rendering --------------------------------------------------------------------------------
-STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;margin-bottom:1.5em}
+STYLE = """body{font-family:system-ui,"Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
 .alert{color:#b00} del{background:#fdd;text-decoration:line-through} ins{background:#dfd;text-decoration:none}
 nav a{margin-right:1em} .muted{color:#777}"""

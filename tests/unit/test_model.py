@@ -62,3 +62,10 @@ def test_templates_are_five_per_language() -> None:
 def test_echo_drafter_is_the_last_sentence() -> None:
     [d] = EchoDrafter().draft([DraftRequest("A", "1", "左肺结节。右肺炎症。", "zh")])
     assert d.text == "右肺炎症。"
+
+
+def test_tokenizer_keeps_full_width_punctuation(tiny_model: Path) -> None:
+    # regression: an NFKC normaliser turned "；，" into ";," in every draft
+    tokenizer = load_model(tiny_model).tokenizer
+    text = "左肺纤维灶；右肺上叶磨玻璃结节，请随访。"
+    assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)).replace(" ", "") == text
