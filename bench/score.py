@@ -57,6 +57,22 @@ def rate(fn, pairs) -> float:
     return len(pairs) / (time.perf_counter() - started)
 
 
+def files_rate(pairs: list[tuple[str, str]], workers: int) -> float:
+    """Pairs/s of the offline command on a JSONL file, fresh processes (cold caches)."""
+    import io
+    import tempfile
+
+    from streams.scoring_batch import score_jsonl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pairs.jsonl"
+        path.write_text("\n".join(json.dumps({"draft": h, "impression": r}, ensure_ascii=False) for h, r in pairs),
+                        encoding="utf-8")
+        started = time.perf_counter()
+        score_jsonl(path, "draft", "impression", workers, io.StringIO(), io.StringIO())
+        return len(pairs) / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=10_000)
@@ -88,6 +104,9 @@ def main() -> None:
         print(f"| {language} | reference library | {ref_rate:,.0f} | 1.0x |")
         print(f"| {language} | radflow, every text new | {cold:,.0f} | {cold / ref_rate:.1f}x |")
         print(f"| {language} | radflow, recurring impressions | {warm:,.0f} | {warm / ref_rate:.1f}x |")
+        two = files_rate(cold_pairs, workers=2)
+        print(f"| {language} | `radflow score --workers 2`, every text new (file in, JSON out) | {two:,.0f} | "
+              f"{two / ref_rate:.1f}x |")
     print("\nTarget: 10,000 pairs/s.")
 
 

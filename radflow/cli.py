@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -99,27 +98,13 @@ def cmd_model_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.rouge import score
+    from streams.scoring_batch import score_jsonl
 
-    totals = [0.0, 0.0, 0.0]
-    n = 0
-    with open(args.pairs, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            draft = row.get(args.draft_field)
-            reference = row.get(args.reference_field)
-            if draft is None or reference is None:
-                print(f"line {line_no}: missing {args.draft_field!r} or {args.reference_field!r}; skipped", file=sys.stderr)
-                continue
-            r = score(draft, reference, row.get("language"))
-            totals = [totals[0] + r.rouge1, totals[1] + r.rouge2, totals[2] + r.rougeL]
-            n += 1
-            print(json.dumps({"id": row.get("id", line_no), "rouge1": r.rouge1, "rouge2": r.rouge2, "rougeL": r.rougeL}))
-    if n:
-        print(f"\n{'n':>6} {'R-1':>6} {'R-2':>6} {'R-L':>6}\n{n:>6} " + " ".join(f"{t / n:>6.3f}" for t in totals), file=sys.stderr)
-    return 0 if n else 1
+    try:
+        return score_jsonl(Path(args.pairs), args.draft_field, args.reference_field, args.workers, sys.stdout, sys.stderr)
+    except OSError as exc:
+        print(f"radflow: cannot read --pairs {args.pairs}: {exc.strerror}", file=sys.stderr)
+        return 2
 
 
 def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
@@ -217,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", required=True, help="JSONL with a draft and a reference per line")
     p.add_argument("--draft-field", default="draft")
     p.add_argument("--reference-field", default="impression")
+    p.add_argument("--workers", type=int, default=1, help="scoring processes (jieba is the bottleneck)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("demo-data", help="write generated reports (pairs JSONL and HL7 files)")

@@ -110,6 +110,7 @@ class DriftChunkRow(SQLModel, table=True):
     reference: bool = False  # part of the reference period
     band_low: float | None = None  # R-L band of the reference period (mean - 3 sd)
     band_high: float | None = None
+    bands: str = ""  # JSON {metric: [low, high]} for every metric, once the reference is complete
     alert: bool = False
     created_at: float = Field(default_factory=time.time, index=True)
 

@@ -169,6 +169,7 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
                 institution=score["institution"], body_system=score["body_system"],
                 adapter_version=score["adapter_version"], chunk=result.index, n=result.n,
                 reference=result.reference, band_low=band[0] if band else None, band_high=band[1] if band else None,
+                bands=json.dumps(result.bands),
                 alert=bool(result.alerts), **result.means,
             ))
             for metric, value_ in result.alerts.items():

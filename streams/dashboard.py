@@ -10,6 +10,7 @@ import asyncio
 import difflib
 import hmac
 import html
+import json
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -103,24 +104,39 @@ def _link(path: str, token: str, **params: str) -> str:
     return html.escape(f"{path}?{query}" if query else path)
 
 
-def chart(values: list[float], band: tuple[float, float] | None, width: int = 240, height: int = 60) -> str:
-    """An inline SVG of chunk means (0-1) with the reference band shaded."""
+SERIES_COLOURS = {"rouge1": "#8bc", "rouge2": "#c9a", "rougeL": "#2a6", "missed_rate": "#c33", "over_rate": "#e90"}
+
+
+def chart(series: dict[str, list[float]], band: tuple[float, float] | None, width: int = 220, height: int = 60,
+          label: str = "") -> str:
+    """An inline SVG of chunk means (0-1), one line per metric, the first metric's band shaded."""
     def y(v: float) -> float:
         return height - max(0.0, min(1.0, v)) * height
 
-    parts = [f"<svg class=chart width={width} height={height} viewBox='0 0 {width} {height}'>",
+    parts = [f"<svg class=chart width={width} height={height} viewBox='0 0 {width} {height}' role=img "
+             f"aria-label='{html.escape(label)}'><title>{html.escape(label)}</title>",
              f"<rect width={width} height={height} fill='#fafafa' stroke='#ddd'/>"]
     if band:
         top, bottom = y(band[1]), y(band[0])
-        parts.append(f"<rect class=band x=0 y={top:.1f} width={width} height={bottom - top:.1f} fill='#cde8d6'/>")
-    if values:
-        step = width / max(1, len(values) - 1) if len(values) > 1 else 0
+        parts.append(f"<rect class=band x=0 y={top:.1f} width={width} height={max(1.0, bottom - top):.1f} fill='#cde8d6'/>")
+    for metric, values in series.items():
+        if not values:
+            continue
+        step = width / (len(values) - 1) if len(values) > 1 else 0
+        colour = SERIES_COLOURS.get(metric, "#555")
         points = " ".join(f"{i * step:.1f},{y(v):.1f}" for i, v in enumerate(values))
-        parts.append(f"<polyline class=series fill=none stroke='#2a6' stroke-width=2 points='{points}'/>")
-        for i, v in enumerate(values):
-            parts.append(f"<circle cx={i * step:.1f} cy={y(v):.1f} r=2.5 fill='#2a6'/>")
+        parts.append(f"<polyline class='series {metric}' fill=none stroke='{colour}' stroke-width=2 points='{points}'/>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _band_of(chunks: list[Any], metric: str) -> tuple[float, float] | None:
+    for c in reversed(chunks):
+        if c.bands:
+            low, high = json.loads(c.bands).get(metric, (None, None))
+            if low is not None:
+                return (low, high)
+    return None
 
 
 def render_overview(segments: list[dict[str, Any]], chunks: list[Any], alerts: list[Any], token: str) -> str:
@@ -132,27 +148,32 @@ def render_overview(segments: list[dict[str, Any]], chunks: list[Any], alerts: l
         for s in segments:
             key = (s["institution"], s["body_system"])
             own = series.get(key, [])
-            band = next(((c.band_low, c.band_high) for c in reversed(own) if c.band_low is not None), None)
+            rouge_chart = chart({m: [getattr(c, m) for c in own] for m in ("rougeL", "rouge1", "rouge2")},
+                                _band_of(own, "rougeL"), label="R-1, R-2, R-L per window; R-L band shaded")
+            rates_chart = chart({m: [getattr(c, m) for c in own] for m in ("missed_rate", "over_rate")},
+                                _band_of(own, "missed_rate"), label="missed and over rates per window; missed band shaded")
             link = _link("/pairs", token, institution=s["institution"], body_system=s["body_system"])
             rows.append(
                 f"<tr class=segment><td><a href='{link}'>{html.escape(s['institution'])}</a></td>"
                 f"<td>{html.escape(s['body_system'])}</td><td>{s['n']}</td><td>{s['rouge1']:.3f}</td>"
                 f"<td>{s['rouge2']:.3f}</td><td>{s['rougeL']:.3f}</td><td>{s['missed_rate']:.0%}</td>"
-                f"<td>{s['over_rate']:.0%}</td><td>{chart([c.rougeL for c in own], band)}</td></tr>")
+                f"<td>{s['over_rate']:.0%}</td><td>{rouge_chart}</td><td>{rates_chart}</td></tr>")
         body = "".join(rows)
     else:
-        body = "<tr><td colspan=9 class=muted>No scored reports yet: a draft is scored when its signed report arrives.</td></tr>"
+        body = "<tr><td colspan=10 class=muted>No scored reports yet: a draft is scored when its signed report arrives.</td></tr>"
     alert_rows = "".join(
         f"<tr class=alert><td>{html.escape(a.institution)}</td><td>{html.escape(a.body_system)}</td>"
         f"<td>{a.chunk}</td><td>{html.escape(a.metric)}</td><td>{a.value:.3f}</td><td>{a.low:.3f} – {a.high:.3f}</td></tr>"
         for a in alerts
     ) or "<tr><td colspan=6 class=muted>No drift alerts.</td></tr>"
     return page("radflow: draft quality", f"""
-<p>Rolling means over the last {ROLLING_WINDOW} signed reports per institution × body system. The chart shows R-L
-per drift window with the reference band (mean ± 3 sd) shaded. Missed and over are the shares of drafts that miss
-or add a finding.</p>
+<p>Rolling means over the last {ROLLING_WINDOW} signed reports per institution × body system. Charts show each
+drift window's mean (<span style="color:#2a6">R-L</span>, <span style="color:#8bc">R-1</span>,
+<span style="color:#c9a">R-2</span>; <span style="color:#c33">missed</span>, <span style="color:#e90">over</span>)
+with the reference band (mean ± 3 sd) shaded. Missed and over are the shares of drafts that miss or add a
+finding.</p>
 <table id=segments><tr><th>institution</th><th>body system</th><th>n</th><th>R-1</th><th>R-2</th><th>R-L</th>
-<th>missed</th><th>over</th><th>R-L per window</th></tr>{body}</table>
+<th>missed</th><th>over</th><th>ROUGE per window</th><th>missed / over per window</th></tr>{body}</table>
 <h2>Drift alerts</h2><table id=alerts><tr><th>institution</th><th>body system</th><th>window</th><th>metric</th>
 <th>value</th><th>band</th></tr>{alert_rows}</table>""", token)
 
