@@ -23,21 +23,31 @@ demo: $(STAMP)  ## embedded broker + worker + listener, replay a generated feed,
 serve: $(STAMP)  ## broker (if none configured) + listener + worker + dashboard
 	$(BIN)/radflow serve
 
-# Headless Chromium renders the dashboard in the end-to-end test (Debian package; browser
-# downloads by test tools cannot work here). Installed when missing and we may; else that check skips.
-$(VENV)/.chromium: | $(STAMP)
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
-	  echo "chromium not installed: the browser check of the dashboard will skip"
+# Debian packages the tests use: chromium (renders the dashboard end to end; browser downloads by
+# test tools cannot work here), postgresql (a real server for the storage tests), docker-compose
+# (validates docker-compose.yml; no engine runs). Installed when missing and we are root; tests
+# that need a missing one skip and say why.
+$(VENV)/.system: | $(STAMP)
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null 2>&1 \
+	      || echo "could not install$$missing: the tests that need them will skip"; \
+	  else echo "missing$$missing (not root): the tests that need them will skip"; fi; \
+	fi
 	@touch $@
 
-test: $(STAMP) $(VENV)/.chromium  ## the whole test suite (unit, then integration against the embedded broker)
+test: $(STAMP) $(VENV)/.system  ## the whole test suite (unit, then integration against the embedded broker)
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-test-integration: $(STAMP)
+test-integration: $(STAMP) $(VENV)/.system
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)  ## ruff and mypy on the packages

@@ -152,7 +152,7 @@ def parse(raw: bytes) -> HL7Message:
         fields = tuple(line.split(fs))
         name = fields[0]
         if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", name):
-            raise HL7ParseError(f"bad segment name {name[:8]!r}", code="100")
+            raise HL7ParseError("a segment name is not three letters or digits", code="100")  # no input echoed
         if name == "MSH":
             fields = ("MSH", fs) + fields[1:]
         segments.append(fields)

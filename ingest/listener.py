@@ -9,6 +9,7 @@ answers CA/CE/CR under the sender's AL/NE/ER/SU condition.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from ingest.mapping import DEFAULT_MAPPING, FieldMapping
 from ingest.reports import classify, to_order_event, to_report_event
 from ingest.sink import EventSink
 from radflow.errors import HL7ParseError, UnsupportedMessage
+from radflow.metrics import Registry
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +63,21 @@ class Listener:
         self.dedup_window = dedup_window
         self.dead_letter_failures = dead_letter_failures  # False when replaying the dead letters
         self._stored: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.metrics = Registry()
+        self.metrics.counter("radflow_ingest_messages_total", "Messages by outcome.",
+                             lambda: [({"outcome": k}, v) for k, v in dataclasses.asdict(self.stats).items()])
+        self.ack_seconds = self.metrics.histogram("radflow_ingest_ack_seconds",
+                                                  "Seconds from a frame's arrival to its acknowledgement.")
 
     async def handle(self, raw: bytes, peer: str) -> bytes:
         """The response to one MLLP frame (empty when the sender asked for no acknowledgement)."""
+        started = time.perf_counter()
+        try:
+            return await self._handle_frame(raw, peer)
+        finally:
+            self.ack_seconds.observe(time.perf_counter() - started)
+
+    async def _handle_frame(self, raw: bytes, peer: str) -> bytes:
         if is_batch(raw):
             messages, stray = split_batch(raw)
             if messages:

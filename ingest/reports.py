@@ -28,6 +28,8 @@ _BODY_SYSTEM_RULES: tuple[tuple[str, str], ...] = (
     ("chest", r"胸|肺|心|纵隔|chest|thorax|thoracic|lung|pulmonary|cardiac"),
     ("abdomen", r"腹|肝|胆|胰|脾|肾|盆|abdomen|abdominal|pelvis|pelvic|liver|pancrea|kidney|renal"),
 )
+MAX_TEXT = 32_000  # characters of findings or impression; a radiology report is a few thousand
+MAX_ID = 64  # characters of an institution or accession identifier
 _MODALITIES = ("CT", "MR", "CR", "DX", "US", "XA", "MG", "NM", "PT", "RF")
 
 
@@ -83,6 +85,7 @@ def to_report_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) ->
         raise HL7ParseError("MSH-4 (sending facility) is empty", code="101")
     if not accession:
         raise HL7ParseError("OBR-3 and OBR-2 (accession) are empty", code="101")
+    _check_lengths(institution, accession)
     exam = msg.text(obr, 4, 2) or msg.text(obr, 4, 1)
     findings_parts: list[str] = []
     impression_parts: list[str] = []
@@ -102,6 +105,8 @@ def to_report_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) ->
         findings_parts, impression_parts = _split_by_headings("\n".join(loose))
     findings_raw = "\n".join(findings_parts).strip()
     impression_raw = "\n".join(impression_parts).strip()
+    if len(findings_raw) > MAX_TEXT or len(impression_raw) > MAX_TEXT:
+        raise HL7ParseError(f"findings or impression longer than {MAX_TEXT} characters", code="102")
     status = (msg.field(obr, 25) or next((s for s in statuses if s), "") or "F").upper()[:1]
     return ReportEvent(
         institution=institution,
@@ -122,6 +127,11 @@ def to_report_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) ->
         impression_raw=impression_raw,
         received_at=time.time(),
     )
+
+
+def _check_lengths(institution: str, accession: str) -> None:
+    if len(institution) > MAX_ID or len(accession) > MAX_ID:
+        raise HL7ParseError(f"sending facility or accession longer than {MAX_ID} characters", code="102")
 
 
 def _obx_of_first_obr(msg: HL7Message) -> list[tuple[str, ...]]:
@@ -160,6 +170,7 @@ def to_order_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) -> 
         raise HL7ParseError("MSH-4 (sending facility) is empty", code="101")
     if not accession:
         raise HL7ParseError("order has no filler or placer number (OBR-3, ORC-3, OBR-18, OBR-2, ORC-2)", code="101")
+    _check_lengths(institution, accession)
     exam = msg.text(obr, 4, 2) or msg.text(obr, 4, 1)
     code = msg.text(obr, 4, 1)
     return OrderEvent(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ingest.listener import IngestTopics, Listener
 from ingest.mapping import FieldMapping
@@ -18,9 +19,32 @@ class IngestService:
     server: MLLPServer
     listener: Listener
     sink: EventSink
+    metrics_runner: Any = None
+
+    async def serve_metrics(self, host: str, port: int) -> int:
+        """Prometheus metrics at http://host:port/metrics (RADFLOW_INGEST_METRICS_PORT)."""
+        from aiohttp import web
+
+        from radflow.metrics import CONTENT_TYPE
+
+        async def metrics(request: web.Request) -> web.Response:
+            connections = f"# HELP radflow_ingest_connections Open MLLP connections.\n" \
+                          f"# TYPE radflow_ingest_connections gauge\nradflow_ingest_connections {self.server.connections}\n"
+            return web.Response(body=(self.listener.metrics.render() + connections).encode(),
+                                headers={"Content-Type": CONTENT_TYPE})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        self.metrics_runner = web.AppRunner(app)
+        await self.metrics_runner.setup()
+        site = web.TCPSite(self.metrics_runner, host, port)
+        await site.start()
+        return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         await self.server.stop()
+        if self.metrics_runner is not None:
+            await self.metrics_runner.cleanup()
         await self.sink.stop()
 
 

@@ -65,6 +65,9 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
         await ensure_all_topics(settings)
         service = await start_listener(settings, args.port)
         print(f"MLLP listener on {settings.mllp_host}:{service.server.port}", flush=True)
+        if settings.ingest_metrics_port:
+            port = await service.serve_metrics(settings.mllp_host, settings.ingest_metrics_port)
+            print(f"metrics on http://{settings.mllp_host}:{port}/metrics", flush=True)
         try:
             await asyncio.Event().wait()
         finally:

@@ -311,7 +311,7 @@ def expected_ack(report: DemoReport) -> str:
     return "CA" if style.enhanced_ack else "AA"
 
 
-def feed(reports: list[DemoReport], seed: int = 7, max_lag: int = 12) -> Iterator[FeedItem]:
+def feed(reports: list[DemoReport], seed: int = 7, max_lag: int = 12, control_prefix: str = "") -> Iterator[FeedItem]:
     """Preliminary results first, each signed result some messages later (sometimes before the
     draft is ready, so the scorer sees both orders)."""
     rng = random.Random(seed)
@@ -323,7 +323,7 @@ def feed(reports: list[DemoReport], seed: int = 7, max_lag: int = 12) -> Iterato
     events.sort(key=lambda e: (e[0], e[1]))
     for n, (t, _, report, status) in enumerate(events):
         when = start + timedelta(minutes=t)
-        yield FeedItem(report, status, to_hl7(report, status, f"{report.institution}{n:07d}", when))
+        yield FeedItem(report, status, to_hl7(report, status, f"{control_prefix}{report.institution}{n:07d}", when))
 
 
 def write_pairs(reports: list[DemoReport], path: Path) -> Path:

@@ -42,7 +42,8 @@ async def start_listener(settings: Settings, port: int | None = None) -> IngestS
 
 async def ensure_all_topics(settings: Settings) -> None:
     names = TopicNames(settings.topic_prefix)
-    await ensure_topics(settings.bootstrap_servers, names.source_topics() + names.changelog_topics(), settings.partitions)
+    await ensure_topics(settings.bootstrap_servers, names.source_topics() + names.changelog_topics(settings.worker_role),
+                        settings.partitions)
 
 
 def ensure_model(settings: Settings, progress: bool = True) -> Path:

@@ -66,6 +66,9 @@ class Settings:
     mllp_idle_timeout: float = field(
         default=300.0, metadata=_env("MLLP_IDLE_TIMEOUT", "Seconds an MLLP connection may stay silent before it is closed.")
     )
+    ingest_metrics_port: int = field(
+        default=0, metadata=_env("INGEST_METRICS_PORT", "Port of the listener's Prometheus /metrics. 0: off.")
+    )
     mappings_dir: str = field(
         default="", metadata=_env("MAPPINGS_DIR", "Directory of per-institution field mappings (`<MSH-4>.yaml`).")
     )
@@ -79,6 +82,10 @@ class Settings:
     dashboard_token: str = field(
         default="",
         metadata=_env("DASHBOARD_TOKEN", "If set, the dashboard and API require `?token=` or a Bearer token."),
+    )
+    worker_role: str = field(
+        default="all",
+        metadata=_env("WORKER_ROLE", "Agents a worker runs: `all`, `draft` (GPU drafting) or `quality` (scoring, drift, worklist, dashboard)."),
     )
     partitions: int = field(
         default=4,
@@ -104,13 +111,15 @@ class Settings:
     log_level: str = field(default="INFO", metadata=_env("LOG_LEVEL", "Log level: DEBUG, INFO, WARNING, ERROR."))
 
     def __post_init__(self) -> None:
-        for name in ("embedded_broker_port", "mllp_port", "dashboard_port"):
+        for name in ("embedded_broker_port", "mllp_port", "dashboard_port", "ingest_metrics_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise SettingsError(f"{_var(name)}={port} is not a TCP port (0-65535)")
         for name in ("partitions", "draft_batch", "max_new_tokens", "bootstrap_steps", "drift_chunk"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_var(name)} must be at least 1, got {getattr(self, name)}")
+        if self.worker_role not in ("all", "draft", "quality"):
+            raise SettingsError(f"{_var('worker_role')}={self.worker_role!r} is not all, draft or quality")
         if self.drift_reference_chunks < 2:
             raise SettingsError(f"{_var('drift_reference_chunks')} must be at least 2 to estimate a band")
         if self.mllp_idle_timeout <= 0:

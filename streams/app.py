@@ -19,6 +19,7 @@ import faust
 
 from ingest.events import CANCELLED, OrderEvent, ReportEvent
 from model.drafter import Drafter, DraftRequest
+from radflow.metrics import Registry
 from radflow.settings import Settings
 from storage.repository import Repository
 from storage.tables import AlertRow, DraftRow, DriftChunkRow, OrderRow, SignedReportRow
@@ -31,10 +32,13 @@ from streams.worklist import WebWorklist, WorklistSender, draft_payload_to_messa
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> faust.App:
+def create_app(settings: Settings, drafter: Drafter | None, repository: Repository) -> faust.App:
+    """The agents of ``settings.worker_role``: draft (needs ``drafter``), quality, or all."""
     names = TopicNames(settings.topic_prefix)
+    drafting = settings.worker_role in ("all", "draft")
+    quality = settings.worker_role in ("all", "quality")
     app = faust.App(
-        names.app_id,
+        names.app_id_for(settings.worker_role),
         broker=settings.broker_url,
         store="memory://",
         topic_partitions=settings.partitions,
@@ -56,12 +60,21 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
     orders = app.topic(names.orders, **raw)
     alerts = app.topic(names.alerts, **raw)
     reports_and_drafts = app.topic(names.reports, names.drafts, **raw)
-    pairs = app.Table("pairs", default=None, partitions=settings.partitions)  # JSON values
-    drift_states = app.Table("drift", default=None, partitions=settings.partitions)
+    if quality:  # drafters keep no tables (and so recover nothing at start)
+        pairs = app.Table("pairs", default=None, partitions=settings.partitions)  # JSON values
+        drift_states = app.Table("drift", default=None, partitions=settings.partitions)
+
+    def agent(enabled: bool, channel: Any, **options: Any) -> Any:
+        """app.agent for the agents of this worker's role; the others stay plain functions."""
+        return app.agent(channel, **options) if enabled else (lambda fn: fn)
     # One thread owns the model, so inference never blocks the event loop (timers, rebalances).
     model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radflow-model")
+    draft_seconds_registry = Registry()
+    draft_seconds = draft_seconds_registry.histogram("radflow_draft_batch_seconds", "Model time per draft batch.")
+    batch_sizes = draft_seconds_registry.histogram("radflow_draft_batch_size", "Reports per draft batch.",
+                                                   (1, 2, 4, 8, 16, 32, 64, 128))
 
-    @app.agent(reports, concurrency=1)
+    @agent(drafting, reports, concurrency=1)
     async def draft_agent(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
         async for batch in stream.take(settings.draft_batch, within=settings.draft_within):
@@ -75,7 +88,11 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
                 continue
             todo = list(latest.values())
             requests = [DraftRequest(e.institution, e.accession, e.findings, e.language) for e in todo]
+            started = time.perf_counter()
+            assert drafter is not None
             results = await loop.run_in_executor(model_thread, drafter.draft, requests)
+            draft_seconds.observe(time.perf_counter() - started)
+            batch_sizes.observe(len(requests))
             for event, result in zip(todo, results):
                 row = DraftRow(
                     institution=event.institution,
@@ -97,6 +114,11 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
             log.info("drafted %d reports", len(todo))
 
     stats = {"drafted": 0, "scored": 0, "halves_from_storage": 0, "worklist_delivered": 0, "worklist_failed": 0}
+    metrics = Registry()
+    metrics.counter("radflow_worker_events_total", "Work done by this worker since it started, by kind.",
+                    lambda: [({"kind": k}, v) for k, v in stats.items()])
+    metrics.gauge("radflow_consumer_lag", "Records not yet processed, per topic partition (highwater - committed).",
+                  lambda: consumer_lag(app))
 
     def find_draft(institution: str, accession: str) -> dict[str, Any] | None:
         row = repository.get(DraftRow, institution, accession)
@@ -109,7 +131,7 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
         stats["halves_from_storage"] += found
         return pairing.signed_from_row(row) if row and found else None
 
-    @app.agent(reports_and_drafts, concurrency=1)
+    @agent(quality, reports_and_drafts, concurrency=1)
     async def score_agent(stream: faust.StreamT) -> None:
         async for value in stream:
             payload = json.loads(value)
@@ -147,7 +169,7 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
                 segment = names.segment_key(institution, result.score.body_system, result.score.adapter_version)
                 await scores.send(key=segment.encode(), value=body)  # re-keyed: drift is per segment
 
-    @app.agent(scores, concurrency=1)
+    @agent(quality, scores, concurrency=1)
     async def drift_agent(stream: faust.StreamT) -> None:
         async for value in stream:
             score = json.loads(value)
@@ -181,7 +203,7 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
                 await alerts.send(key=segment.encode(), value=json.dumps(alert.model_dump(exclude={"id"})).encode())
                 log.warning("drift alert: %s of %s chunk %d left its band", metric, segment, result.index)
 
-    @app.agent(orders)
+    @agent(quality, orders)
     async def order_agent(stream: faust.StreamT) -> None:
         async for value in stream:
             order = OrderEvent.from_dict(json.loads(value))
@@ -191,7 +213,7 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
 
     sender = WorklistSender(settings.parsed_worklist_routes())
 
-    @app.agent(drafts, concurrency=4)
+    @agent(quality, drafts, concurrency=4)
     async def worklist_agent(stream: faust.StreamT) -> None:
         # Its own agent, so a slow or absent RIS never holds up drafting or scoring.
         async for value in stream:
@@ -202,10 +224,25 @@ def create_app(settings: Settings, drafter: Drafter, repository: Repository) -> 
             stats["worklist_delivered" if outcome in ("AA", "CA") else "worklist_failed"] += 1
             await asyncio.to_thread(repository.set_delivery, payload["institution"], payload["accession"], outcome)
 
-    register_pages(app, settings, repository, stats, WebWorklist(repository, reports))
+    metrics.metrics.extend(draft_seconds_registry.metrics)
+    register_pages(app, settings, repository, stats, WebWorklist(repository, reports), metrics)
     app.radflow_topics = names  # type: ignore[attr-defined]
     app.radflow_started = time.time()  # type: ignore[attr-defined]
     return app
+
+
+def consumer_lag(app: faust.App) -> list[tuple[dict[str, str], float]]:
+    """Lag per assigned partition: the fetch highwater minus the committed offset."""
+    consumer = app.consumer
+    out = []
+    for tp in sorted(consumer.assignment()):
+        highwater = consumer.highwater(tp)
+        committed = consumer._committed_offset.get(tp)  # Faust keeps no public accessor
+        if highwater is None or highwater < 0:
+            continue
+        lag = highwater - (committed if committed is not None else 0)
+        out.append(({"topic": tp.topic, "partition": str(tp.partition)}, float(max(0, lag))))
+    return out
 
 
 def _signed_row(event: ReportEvent) -> SignedReportRow:

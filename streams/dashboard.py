@@ -18,6 +18,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from radflow.metrics import CONTENT_TYPE, Registry
 from radflow.settings import Settings
 from storage.repository import Repository
 from streams.rouge import language_of, segment_zh
@@ -28,7 +29,7 @@ Page = Callable[[View, Request], Awaitable[Response]]
 
 
 def register_pages(app: faust.App, settings: Settings, repository: Repository, stats: dict[str, int],
-                   worklist: Any = None) -> None:
+                   worklist: Any = None, metrics: Registry | None = None) -> None:
     def token_of(request: Request) -> str:
         auth = request.headers.get("Authorization", "")
         return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else request.query.get("token", "")
@@ -63,6 +64,21 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
         because the table lacked the half (e.g. after a short recovery)."""
         return web.json(stats)
 
+    @app.page("/api/debug/tasks")
+    @protected
+    async def tasks(web: View, request: Request) -> Response:
+        """Where every asyncio task of this worker is waiting: code locations only, no data."""
+        out = []
+        for task in asyncio.all_tasks():
+            out.append({"task": task.get_name(), "awaiting": _await_chain(task.get_coro())})
+        return web.json({"tasks": out})
+
+    @app.page("/metrics")
+    @protected
+    async def prometheus(web: View, request: Request) -> Response:
+        body = metrics.render() if metrics is not None else ""
+        return web.text(body, content_type=CONTENT_TYPE.split(";")[0])
+
     @app.page("/")
     @protected
     async def index(web: View, request: Request) -> Response:
@@ -81,6 +97,17 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
 
     if worklist is not None:
         worklist.register(app, protected, token_of, settings.dashboard_token)
+
+
+def _await_chain(coro: Any, limit: int = 30) -> list[str]:
+    """The chain of awaits of a suspended coroutine, outermost first (get_stack shows one frame)."""
+    chain = []
+    while coro is not None and len(chain) < limit:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain
 
 
 # -- rendering --------------------------------------------------------------------------------

@@ -38,7 +38,11 @@ class TopicNames:
 
     @property
     def app_id(self) -> str:
-        return f"{self.prefix}-worker"
+        return self.app_id_for("all")
+
+    def app_id_for(self, role: str) -> str:
+        """Each worker role is its own consumer group: drafters and quality workers scale apart."""
+        return {"all": f"{self.prefix}-worker", "draft": f"{self.prefix}-drafter"}.get(role, f"{self.prefix}-quality")
 
     def source_topics(self) -> list[str]:
         return [self.reports, self.orders, self.drafts, self.scores, self.alerts, self.dead_letter]
@@ -52,5 +56,8 @@ class TopicNames:
         """Scores, drift windows and alerts are keyed by segment, not by exam."""
         return f"{institution}|{body_system}|{adapter_version}"
 
-    def changelog_topics(self) -> list[str]:
-        return [f"{self.app_id}-pairs-changelog", f"{self.app_id}-drift-changelog"]
+    def changelog_topics(self, role: str = "all") -> list[str]:
+        if role == "draft":
+            return []  # drafters keep no tables
+        app_id = self.app_id_for(role)
+        return [f"{app_id}-pairs-changelog", f"{app_id}-drift-changelog"]

@@ -21,12 +21,15 @@ def run_worker(settings: Settings) -> None:
     import faust
 
     repository = Repository(settings.resolved_database_url)
-    loaded = load_model(settings.resolved_model_path)
-    log.info("model %s loaded on %s (4-bit: %s)", loaded.model_id, loaded.device, loaded.quantized)
-    drafter = ModelDrafter(loaded, settings.max_new_tokens)
+    drafter = None
+    if settings.worker_role in ("all", "draft"):  # quality workers need no model
+        loaded = load_model(settings.resolved_model_path)
+        log.info("model %s loaded on %s (4-bit: %s)", loaded.model_id, loaded.device, loaded.quantized)
+        drafter = ModelDrafter(loaded, settings.max_new_tokens)
     warm_up()
     names = TopicNames(settings.topic_prefix)
-    asyncio.run(ensure_topics(settings.bootstrap_servers, names.source_topics() + names.changelog_topics(), settings.partitions))
+    asyncio.run(ensure_topics(settings.bootstrap_servers,
+                              names.source_topics() + names.changelog_topics(settings.worker_role), settings.partitions))
     app = create_app(settings, drafter, repository)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

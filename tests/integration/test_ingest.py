@@ -161,3 +161,32 @@ async def test_dead_letters_list_and_replay(broker, tmp_path: Path) -> None:
     assert replayed.returncode == 1  # the unreadable one still fails, and says so
     assert await _count(broker.bootstrap_servers, names.reports) == 1
     assert await _count(broker.bootstrap_servers, names.dead_letter) == 2  # replay adds no new letters
+
+
+async def test_no_patient_data_in_logs_or_dead_letter_listing(broker, tmp_path: Path) -> None:
+    """Canary values in patient and report fields never reach the INFO log or `dlq list`."""
+    prefix = f"k{uuid.uuid4().hex[:8]}"
+    proc, port, log_path = _start_ingest(broker, prefix, tmp_path)
+    canaries = ["CANARYSURNAME", "CANARY-MRN-771", "CANARYFINDING", "CANARYIMPRESSION"]
+    good = (b"MSH|^~\\&|RIS|XIHE|RADFLOW|RADFLOW|20260105||ORU^R01|C1|P|2.5\r"
+            b"PID|1||CANARY-MRN-771^^^XIHE||CANARYSURNAME^JANE\r"
+            b"OBR|1||ACC9|CT0101^CT CHEST^L|||20260105|||||||||||||||||F\r"
+            b"OBX|1|TX|18782-3||CANARYFINDING in the right lung.||||||F\r"
+            b"OBX|2|TX|19005-8||CANARYIMPRESSION.||||||F\r")
+    broken = good.replace(b"OBX|2", b"O\x00X|2")  # unreadable: dead-lettered with its bytes
+    try:
+        for message in (good, broken):
+            [ack] = await _exchange(port, frame(message))
+            assert ack_code(ack) in ("AA", "AE")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")}
+    env.update(RADFLOW_BROKER=f"kafka://{broker.bootstrap_servers}", RADFLOW_TOPIC_PREFIX=prefix,
+               RADFLOW_HOME=str(tmp_path))
+    listed = subprocess.run([sys.executable, "-m", "radflow", "dlq", "list"], env=env, capture_output=True,
+                            text=True, check=True).stdout
+    assert "1 dead letters" in listed
+    for text in (log_path.read_text(errors="replace"), listed):
+        for canary in canaries:
+            assert canary not in text

@@ -130,3 +130,28 @@ async def _corrections_cancellations_and_orders(settings, broker, repo, reports)
     assert repo.get(DraftRow, cancelled.institution, cancelled.accession).status == "retracted"
     wait_until(lambda: repo.get(OrderRow, "XIHE", "XIOR99999") is not None, 60, "the order registered")
     assert repo.get(OrderRow, "XIHE", "XIOR99999").body_system == "chest"
+
+
+async def test_drafter_and_quality_workers_scale_apart(settings, start_worker, broker) -> None:
+    """The roles of docker-compose: a drafter (model, no tables) and a quality worker (no model)."""
+    import dataclasses
+
+    from tests.conftest import free_port
+    from tests.integration.conftest import wait_for
+
+    drafter = start_worker(dataclasses.replace(settings, worker_role="draft", dashboard_port=free_port()))
+    quality = start_worker(dataclasses.replace(settings, worker_role="quality", model_path="/nonexistent"))
+    reports = generate_reports(1, seed=51)
+    names = TopicNames(settings.topic_prefix)
+    service = await start_ingest("127.0.0.1", 0, names.ingest(), bootstrap_servers=broker.bootstrap_servers)
+    try:
+        client = await MLLPClient.connect("127.0.0.1", service.server.port)
+        for item in feed(reports, seed=51):
+            assert ack_code(await client.send(item.message)) in ("AA", "CA")
+        await client.close()
+    finally:
+        await service.stop()
+    repo = Repository(settings.resolved_database_url)
+    await wait_for(lambda: repo.count(ScoreRow) == len(reports), 90, "scores from the split roles")
+    assert drafter.get("/api/stats")["drafted"] == len(reports) and drafter.get("/api/stats")["scored"] == 0
+    assert quality.get("/api/stats")["scored"] >= len(reports) and quality.get("/api/stats")["drafted"] == 0

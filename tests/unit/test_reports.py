@@ -64,3 +64,19 @@ def test_body_system_map(exam: str, system: str) -> None:
 
 def test_clean_text_english_boilerplate_and_titles() -> None:
     assert clean_text("IMPRESSION: 1. Small effusion.\n2. Small effusion.\nPlease correlate clinically.") == "Small effusion."
+
+
+def test_over_long_fields_are_rejected() -> None:
+    from ingest.hl7 import segment
+    from ingest.reports import MAX_ID, MAX_TEXT
+
+    def message(accession: str, findings: str) -> bytes:
+        return "\r".join([segment("MSH", {3: "R", 4: "X", 9: "ORU^R01", 10: "1", 12: "2.5"}),
+                          segment("OBR", {3: accession, 25: "F"}),
+                          segment("OBX", {1: "1", 2: "TX", 3: "18782-3", 5: findings})]).encode()
+
+    with pytest.raises(HL7ParseError, match="longer than"):
+        to_report_event(parse(message("A" * (MAX_ID + 1), "x")))
+    with pytest.raises(HL7ParseError, match="longer than"):
+        to_report_event(parse(message("A1", "x" * (MAX_TEXT + 1))))
+    assert to_report_event(parse(message("A1", "x" * 1000))).accession == "A1"

@@ -1,0 +1,107 @@
+"""The repository against real SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from storage.repository import Repository
+from storage.tables import AlertRow, DraftRow, ScoreRow, SignedReportRow
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repository]:
+    repository = _open(request, tmp_path)
+    yield repository
+    repository.close()
+
+
+def _open(request: pytest.FixtureRequest, tmp_path: Path) -> Repository:
+    if request.param == "sqlite":
+        return Repository(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    url = request.getfixturevalue("postgres_url")
+    schema = f"t{uuid.uuid4().hex[:8]}"  # each test in its own schema of the one server
+    from sqlmodel import create_engine
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    return Repository(f"{url}?options=-csearch_path%3D{schema}")
+
+
+def test_upserts_are_idempotent(repo: Repository) -> None:
+    for text_ in ("first", "second", "第三"):
+        repo.upsert(DraftRow(institution="XIHE", accession="A1", draft=text_, body_system="chest"))
+    assert repo.count(DraftRow) == 1 and repo.get(DraftRow, "XIHE", "A1").draft == "第三"
+
+
+def test_pending_pairs_summary_and_retract(repo: Repository) -> None:
+    for n in range(3):
+        repo.upsert(DraftRow(institution="XIHE", accession=f"A{n}", draft="右肺结节。", body_system="chest"))
+    repo.upsert(SignedReportRow(institution="XIHE", accession="A0", status="F", impression="右肺结节。",
+                                body_system="chest"))
+    assert [d.accession for d in repo.pending_drafts()] == ["A1", "A2"]
+    repo.upsert(ScoreRow(institution="XIHE", accession="A0", body_system="chest", rougeL=1.0, missed=1))
+    [segment] = repo.segment_summary()
+    assert segment["n"] == 1 and segment["missed_rate"] == 1.0
+    [pair] = repo.pairs("XIHE", "chest")
+    assert pair["draft"].draft == pair["signed"].impression
+    repo.retract("XIHE", "A0")
+    assert repo.get(ScoreRow, "XIHE", "A0") is None and repo.get(DraftRow, "XIHE", "A0").status == "retracted"
+    repo.add(AlertRow(institution="XIHE", body_system="chest", metric="rougeL", value=0.1, low=0.5, high=0.9))
+    assert repo.alerts()[0].metric == "rougeL"
+
+
+def test_old_database_is_migrated(repo: Repository) -> None:
+    with repo.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE drafts DROP COLUMN delivery"))
+    repo.close()
+    migrated = Repository(repo.url)
+    try:
+        migrated.upsert(DraftRow(institution="X", accession="1", draft="d"))
+        assert migrated.get(DraftRow, "X", "1").delivery == ""
+    finally:
+        migrated.close()
+
+
+async def test_worker_pipeline_on_postgresql(settings, start_worker, broker, postgres_url) -> None:
+    """The whole flow with PostgreSQL as the database, as docker-compose runs it."""
+    import dataclasses
+
+    from sqlmodel import create_engine
+
+    from ingest.mllp import MLLPClient, ack_code
+    from ingest.service import start_ingest
+    from radflow.demodata import expected_ack, feed, generate_reports
+    from streams.topics import TopicNames
+    from tests.integration.conftest import wait_for
+
+    database = f"d{uuid.uuid4().hex[:8]}"
+    engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {database}"))
+    engine.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
+    settings = dataclasses.replace(settings, database_url=url)
+    start_worker(settings)
+    reports = generate_reports(1, seed=44)
+    items = list(feed(reports, seed=44))
+    service = await start_ingest("127.0.0.1", 0, TopicNames(settings.topic_prefix).ingest(),
+                                 bootstrap_servers=broker.bootstrap_servers)
+    try:
+        client = await MLLPClient.connect("127.0.0.1", service.server.port)
+        assert [ack_code(await client.send(i.message)) for i in items] == [expected_ack(i.report) for i in items]
+        await client.close()
+    finally:
+        await service.stop()
+    repo = Repository(url)
+    try:
+        await wait_for(lambda: repo.count(ScoreRow) == len(reports), 90, "scores in PostgreSQL")
+        assert repo.count(DraftRow) == repo.count(SignedReportRow) == len(reports)
+    finally:
+        repo.close()
