@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from model.encoding import collate, encode_pair, unpacked
 from model.prompts import template_for
 from radflow.errors import ModelError
 
@@ -98,7 +99,8 @@ def bootstrap(
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     tokenizer = train_tokenizer(rows, config.vocab_size)
-    examples = [_encode(tokenizer, row, config) for row in rows]
+    examples = [encode_pair(tokenizer, row["findings"], row["impression"], row.get("language") or "en",
+                            config.template_family, config.max_length) for row in rows]
     model_config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
@@ -124,7 +126,7 @@ def bootstrap(
         if len(order) < config.batch_size:
             order += rng.sample(range(len(examples)), len(examples))
         batch = [examples[order.pop()] for _ in range(config.batch_size)]
-        input_ids, labels, mask = _collate(batch, tokenizer.pad_token_id)
+        input_ids, labels, mask = collate(unpacked(batch), tokenizer.pad_token_id)
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -183,28 +185,3 @@ def train_tokenizer(rows: list[dict], vocab_size: int):  # -> PreTrainedTokenize
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIALS)
     fast.padding_side = "left"
     return fast
-
-
-def _encode(tokenizer, row: dict, config: BootstrapConfig) -> tuple[list[int], list[int]]:
-    language = row.get("language") or "en"
-    prompt = template_for(language, config.template_family).render(row["findings"])
-    prompt_ids = [tokenizer.bos_token_id] + tokenizer.encode(prompt, add_special_tokens=False)
-    target_ids = tokenizer.encode(row["impression"], add_special_tokens=False) + [tokenizer.eos_token_id]
-    budget = config.max_length - len(target_ids)
-    prompt_ids = prompt_ids[-budget:] if budget > 0 else prompt_ids[-8:]
-    return prompt_ids, target_ids[: config.max_length]
-
-
-def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int):
-    import torch
-
-    width = max(len(p) + len(t) for p, t in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, (prompt, target) in enumerate(batch):
-        seq = prompt + target
-        ids[i, : len(seq)] = torch.tensor(seq)
-        labels[i, len(prompt) : len(seq)] = torch.tensor(target)  # loss on the impression only
-        mask[i, : len(seq)] = 1
-    return ids, labels, mask

@@ -1,15 +1,29 @@
-"""Drafts impressions from findings, a batch at a time, with the paper's guards."""
+"""Drafts impressions from findings, a batch at a time, with the paper's guards.
+
+One base model is loaded once; LoRA adapters (a shared one and one per institution) are loaded
+beside it and chosen per report, so one batch may mix institutions (peft's mixed-adapter
+batches). Adapters are swapped between batches, never during one: ``set_adapters`` and
+``draft`` run on the same model thread.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from model.guards import cut_repetition, is_empty
+from model.adapters import BASE, AdapterSpec, route
+from model.guards import cut_repetition, is_empty, stop_at_labels
 from model.loader import LoadedModel
-from model.prompts import template_for
+from model.prompts import PromptTemplate, template_for
+
+if TYPE_CHECKING:
+    from model.retrieval import CaseIndex
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -18,16 +32,17 @@ class DraftRequest:
     accession: str
     findings: str
     language: str
+    adapter: str | None = None  # a key of the loaded adapters, or BASE; None: route by institution
 
 
 @dataclass(frozen=True)
 class Draft:
     text: str
-    guard: str  # "" when the model's text is used as generated
+    guard: str  # "" when the model's text is used as generated; else why it was altered or replaced
     latency_ms: float
     model_id: str
     template_id: str
-    adapter_version: str = ""
+    adapter_version: str = ""  # "name/version" of the adapter, "" for the base model
 
 
 class Drafter(Protocol):
@@ -37,52 +52,143 @@ class Drafter(Protocol):
 class ModelDrafter:
     """Greedy decoding on a loaded causal LM; blocking, so callers run it off the event loop."""
 
-    def __init__(self, loaded: LoadedModel, max_new_tokens: int = 96, max_input_tokens: int = 448) -> None:
+    def __init__(self, loaded: LoadedModel, max_new_tokens: int = 96, max_input_tokens: int = 448,
+                 retrieval: CaseIndex | None = None, retrieval_k: int = 0) -> None:
         self.loaded = loaded
         self.max_new_tokens = max_new_tokens
         self.max_input_tokens = max_input_tokens
+        self.retrieval = retrieval
+        self.retrieval_k = retrieval_k
+        self.model = loaded.model  # becomes a PeftModel once an adapter is loaded
+        self.serving: dict[str, AdapterSpec] = {}
 
+    # -- adapters -----------------------------------------------------------------------------
+    def set_adapters(self, wanted: Mapping[str, AdapterSpec]) -> list[str]:
+        """Serve exactly ``wanted`` (key: "shared", an institution, or any slot name a request
+        names). Loads the new versions, unloads the replaced ones; returns what changed."""
+        changes = []
+        for key, spec in wanted.items():
+            current = self.serving.get(key)
+            if current == spec:
+                continue
+            self._load(spec)
+            self.serving[key] = spec
+            changes.append(f"{key} -> {spec.label}")
+        for key in [k for k in self.serving if k not in wanted]:
+            changes.append(f"{key} -> base")
+            del self.serving[key]
+        self._unload_unused()
+        if changes:
+            log.info("adapters now serving: %s", ", ".join(changes))
+        return changes
+
+    def _load(self, spec: AdapterSpec) -> None:
+        if self._has_slot(spec.slot):
+            return
+        from peft import PeftModel
+
+        if self.model is self.loaded.model and not hasattr(self.model, "peft_config"):
+            self.model = PeftModel.from_pretrained(self.loaded.model, str(spec.path), adapter_name=spec.slot)
+        else:
+            self.model.load_adapter(str(spec.path), adapter_name=spec.slot)
+        self.model.eval()
+
+    def _has_slot(self, slot: str) -> bool:
+        return slot in getattr(self.model, "peft_config", {})
+
+    def _unload_unused(self) -> None:
+        used = {spec.slot for spec in self.serving.values()}
+        for slot in [s for s in getattr(self.model, "peft_config", {}) if s not in used]:
+            if len(self.model.peft_config) == 1:
+                break  # peft keeps one adapter; an unused one costs memory only, requests pass BASE
+            if self.model.active_adapter == slot:
+                self.model.set_adapter(next(s for s in self.model.peft_config if s != slot))
+            self.model.delete_adapter(slot)
+
+    def _choose(self, request: DraftRequest) -> AdapterSpec | None:
+        if request.adapter is not None:
+            return None if request.adapter == BASE else self.serving[request.adapter]
+        return route(request.institution, self.serving)
+
+    # -- drafting -------------------------------------------------------------------------------
     def draft(self, requests: list[DraftRequest]) -> list[Draft]:
         if not requests:
             return []
         started = time.perf_counter()
-        templates = [template_for(r.language, self.loaded.template_family) for r in requests]
-        prompts = [t.render(r.findings) for t, r in zip(templates, requests)]
-        texts = self._generate(prompts, sample=False)
-        # Guard 1: an empty draft is retried once with the paper's sampling settings.
+        specs = [self._choose(r) for r in requests]
+        templates = [template_for(r.language, s.template_family if s else self.loaded.template_family)
+                     for r, s in zip(requests, specs)]
+        prompts, truncated = zip(*(self._prompt(t, r) for t, r in zip(templates, requests)))
+        slots = [s.slot if s else BASE for s in specs]
+        texts = self._generate(list(prompts), slots, sample=False)
+        # Guard 1: an empty draft is retried once with the paper's sampling settings...
         empty = [i for i, t in enumerate(texts) if is_empty(t)]
         if empty:
-            retried = self._generate([prompts[i] for i in empty], sample=True)
+            retried = self._generate([prompts[i] for i in empty], [slots[i] for i in empty], sample=True)
             for i, text in zip(empty, retried):
                 texts[i] = text
         per_item_ms = (time.perf_counter() - started) * 1000 / len(requests)
         drafts = []
-        for i, (text, template) in enumerate(zip(texts, templates)):
-            guard = "retried-empty" if i in empty else ""
+        for i, (text, template, spec) in enumerate(zip(texts, templates, specs)):
+            guard = "retried-empty" if i in empty else ("truncated-input" if truncated[i] else "")
+            text, stopped = stop_at_labels(text, _labels(template))  # the model began another report
             text, looped = cut_repetition(text)  # Guard 2: repeated words and sentences
-            if looped:
-                guard = "repetition"
+            if looped or stopped:
+                guard = "repetition" if looped else "stopped"
             if is_empty(text):
-                text, guard = "", "empty"
-            drafts.append(Draft(text, guard, per_item_ms, self.loaded.model_id, template.id))
+                # ...then replaced by the impression of the most similar signed case, flagged.
+                text, guard = self._retrieved(requests[i])
+            drafts.append(Draft(text, guard, per_item_ms, self.loaded.model_id, template.id,
+                                spec.label if spec else ""))
         return drafts
 
-    def _generate(self, prompts: list[str], sample: bool) -> list[str]:
+    def _retrieved(self, request: DraftRequest) -> tuple[str, str]:
+        if self.retrieval is not None:
+            found = self.retrieval.similar(request.institution, request.findings, 1, exclude=request.accession)
+            if found:
+                return found[0].impression, "retrieval"
+        return "", "empty"
+
+    def _prompt(self, template: PromptTemplate, request: DraftRequest) -> tuple[str, bool]:
+        """The prompt within the input token limit: long findings lose their end, never the
+        instruction or the impression label."""
+        findings = request.findings
+        if self.retrieval is not None and self.retrieval_k:
+            cases = self.retrieval.similar(request.institution, findings, self.retrieval_k, exclude=request.accession)
+            examples = "".join(f"{template.findings_label}{c.findings}\n{template.impression_label}{c.impression}\n"
+                               for c in cases)
+        else:
+            examples = ""
+        tok = self.loaded.tokenizer
+        for _attempt in range(4):
+            prompt = examples + template.render(findings)
+            n = len(tok.encode(prompt, add_special_tokens=False)) + 1
+            if n <= self.max_input_tokens:
+                return prompt, findings != request.findings
+            if examples:
+                examples = ""  # retrieved cases go first
+                continue
+            findings = findings[: max(1, int(len(findings) * self.max_input_tokens / n) - 8)]
+        return examples + template.render(findings), True
+
+    def _generate(self, prompts: list[str], slots: list[str], sample: bool) -> list[str]:
         import torch
 
-        tok, model = self.loaded.tokenizer, self.loaded.model
+        tok, model = self.loaded.tokenizer, self.model
         enc = tok(
             [tok.bos_token + p if tok.bos_token else p for p in prompts],
             return_tensors="pt",
             padding=True,
             truncation=True,
-            max_length=self.max_input_tokens,
+            max_length=self.max_input_tokens + 8,
             add_special_tokens=False,
         ).to(self.loaded.device)
         options = dict(do_sample=True, temperature=1.0, top_k=50, top_p=1.0) if sample else dict(do_sample=False)
         if sample:
             # Seeded by the prompts, so a retried draft is reproducible (this thread owns torch's RNG).
             torch.manual_seed(zlib.crc32("\x00".join(prompts).encode()))
+        if hasattr(model, "peft_config"):
+            options["adapter_names"] = slots
         with torch.inference_mode():
             out = model.generate(
                 **enc,
@@ -93,6 +199,10 @@ class ModelDrafter:
             )
         new_tokens = out[:, enc["input_ids"].shape[1] :]  # (batch, new) after the left-padded prompt
         return [t.strip() for t in tok.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def _labels(template: PromptTemplate) -> list[str]:
+    return [template.system, template.findings_label.strip(), template.impression_label.strip()]
 
 
 class EchoDrafter:

@@ -29,3 +29,16 @@ def cut_repetition(text: str, max_repeat: int = 2) -> tuple[str, bool]:
 
 def is_empty(text: str) -> bool:
     return not re.sub(r"[\W_]", "", text)
+
+
+def stop_at_labels(text: str, labels: list[str]) -> tuple[str, bool]:
+    """End the impression where the model starts another prompt section ("Findings:", a system
+    line) after it; a label it repeated at the very start is dropped. Returns (text, changed)."""
+    out = text
+    for label in labels:
+        if label and out.startswith(label):
+            out = out[len(label):].lstrip()
+    cut = min((i for i in (out.find(label) for label in labels if label) if i > 0), default=-1)
+    if cut > 0:
+        out = out[:cut].rstrip()
+    return out, out != text.strip()

@@ -108,6 +108,14 @@ class Settings:
     bootstrap_steps: int = field(
         default=600, metadata=_env("BOOTSTRAP_STEPS", "Training steps of the bootstrap model.")
     )
+    retrieval_k: int = field(
+        default=0,
+        metadata=_env("RETRIEVAL_K", "Similar signed cases put into each prompt (0: none; retrieval still backs up empty drafts)."),
+    )
+    train_recipe: str = field(
+        default="",
+        metadata=_env("TRAIN_RECIPE", "Refit recipe: a YAML file or `paper` / `embedded`. Empty: `embedded` for the bootstrap model, `paper` otherwise."),
+    )
     log_level: str = field(default="INFO", metadata=_env("LOG_LEVEL", "Log level: DEBUG, INFO, WARNING, ERROR."))
 
     def __post_init__(self) -> None:
@@ -120,6 +128,8 @@ class Settings:
                 raise SettingsError(f"{_var(name)} must be at least 1, got {getattr(self, name)}")
         if self.worker_role not in ("all", "draft", "quality"):
             raise SettingsError(f"{_var('worker_role')}={self.worker_role!r} is not all, draft or quality")
+        if self.retrieval_k < 0:
+            raise SettingsError(f"{_var('retrieval_k')} must be 0 or more, got {self.retrieval_k}")
         if self.drift_reference_chunks < 2:
             raise SettingsError(f"{_var('drift_reference_chunks')} must be at least 2 to estimate a band")
         if self.mllp_idle_timeout <= 0:
@@ -161,6 +171,10 @@ class Settings:
     @property
     def resolved_adapter_dir(self) -> Path:
         return Path(self.adapter_dir) if self.adapter_dir else (self.home / "adapters").resolve()
+
+    @property
+    def resolved_train_recipe(self) -> str:
+        return self.train_recipe or ("paper" if self.model_path else "embedded")
 
     def parsed_worklist_routes(self) -> dict[str, tuple[str, int]]:
         routes: dict[str, tuple[str, int]] = {}

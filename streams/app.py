@@ -13,12 +13,15 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import faust
 
 from ingest.events import CANCELLED, OrderEvent, ReportEvent
+from model.adapters import AdapterSpec, read_spec
 from model.drafter import Drafter, DraftRequest
+from radflow.errors import ModelError
 from radflow.metrics import Registry
 from radflow.settings import Settings
 from storage.repository import Repository
@@ -84,6 +87,8 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
                 # Preliminary results get a draft; a signed one without findings has nothing to draft.
                 if event.status == "P" and event.findings:
                     latest[event.key] = event
+                elif event.signed and cases is not None:
+                    cases.add(event.institution, event.accession, event.findings, event.impression)
             if not latest:
                 continue
             todo = list(latest.values())
@@ -113,7 +118,41 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
             stats["drafted"] += len(todo)
             log.info("drafted %d reports", len(todo))
 
-    stats = {"drafted": 0, "scored": 0, "halves_from_storage": 0, "worklist_delivered": 0, "worklist_failed": 0}
+    cases = getattr(drafter, "retrieval", None)  # signed cases feed the retrieval index as they arrive
+
+    async def swap_adapters(reason: str) -> None:
+        """Serve the champions in storage; runs on the model thread, so between two batches."""
+        set_adapters = getattr(drafter, "set_adapters", None)
+        if set_adapters is None:
+            return
+        wanted = await asyncio.to_thread(champion_specs, repository)
+        changes = await asyncio.get_running_loop().run_in_executor(model_thread, set_adapters, wanted)
+        stats["adapter_swaps"] += len(changes)
+        log.info("adapters checked (%s): %d changed", reason, len(changes))
+
+    if drafting:
+        @app.task
+        async def watch_adapters() -> None:
+            """Every draft worker reads every promotion (no consumer group), then swaps."""
+            from aiokafka import AIOKafkaConsumer
+
+            await swap_adapters("start")
+            while not app.should_stop:
+                consumer = AIOKafkaConsumer(names.adapters, bootstrap_servers=settings.bootstrap_servers,
+                                            group_id=None, auto_offset_reset="latest", enable_auto_commit=False)
+                try:
+                    await consumer.start()
+                    while not app.should_stop:
+                        found = await consumer.getmany(timeout_ms=1000)
+                        if any(found.values()):
+                            await swap_adapters("promotion event")
+                except Exception as exc:  # the broker went away: keep serving, watch again shortly
+                    log.warning("adapter events unreadable (%s); retrying in 5 s", type(exc).__name__)
+                    await asyncio.sleep(5)
+                finally:
+                    await consumer.stop()
+
+    stats = {"drafted": 0, "scored": 0, "adapter_swaps": 0, "halves_from_storage": 0, "worklist_delivered": 0, "worklist_failed": 0}
     metrics = Registry()
     metrics.counter("radflow_worker_events_total", "Work done by this worker since it started, by kind.",
                     lambda: [({"kind": k}, v) for k, v in stats.items()])
@@ -229,6 +268,17 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
     app.radflow_topics = names  # type: ignore[attr-defined]
     app.radflow_started = time.time()  # type: ignore[attr-defined]
     return app
+
+
+def champion_specs(repository: Repository) -> dict[str, AdapterSpec]:
+    """The champion adapter of each name, as stored; one whose files are gone is skipped, loudly."""
+    out = {}
+    for name, row in repository.champions().items():
+        try:
+            out[name] = read_spec(Path(row.path))
+        except ModelError as exc:
+            log.error("champion adapter %s/%s cannot be served: %s", name, row.version, exc)
+    return out
 
 
 def consumer_lag(app: faust.App) -> list[tuple[dict[str, str], float]]:

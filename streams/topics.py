@@ -33,6 +33,11 @@ class TopicNames:
         return f"{self.prefix}.alerts"
 
     @property
+    def adapters(self) -> str:
+        """Promotions and rollbacks: every draft worker hot-swaps on them (read without a group)."""
+        return f"{self.prefix}.adapters"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.dead-letter"
 
@@ -45,7 +50,7 @@ class TopicNames:
         return {"all": f"{self.prefix}-worker", "draft": f"{self.prefix}-drafter"}.get(role, f"{self.prefix}-quality")
 
     def source_topics(self) -> list[str]:
-        return [self.reports, self.orders, self.drafts, self.scores, self.alerts, self.dead_letter]
+        return [self.reports, self.orders, self.drafts, self.scores, self.alerts, self.adapters, self.dead_letter]
 
     def ingest(self) -> IngestTopics:
         """The topics the MLLP listener writes to."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from model.drafter import ModelDrafter
 from model.loader import load_model
+from model.retrieval import CaseIndex
 from radflow.broker import ensure_topics
 from radflow.settings import Settings
 from storage.repository import Repository
@@ -25,7 +27,11 @@ def run_worker(settings: Settings) -> None:
     if settings.worker_role in ("all", "draft"):  # quality workers need no model
         loaded = load_model(settings.resolved_model_path)
         log.info("model %s loaded on %s (4-bit: %s)", loaded.model_id, loaded.device, loaded.quantized)
-        drafter = ModelDrafter(loaded, settings.max_new_tokens)
+        cases = CaseIndex()
+        for row in repository.signed_pairs(since=time.time() - 365 * 86400):  # a year of signed cases
+            cases.add(row.institution, row.accession, row.findings, row.impression)
+        log.info("retrieval index: %d signed cases", len(cases))
+        drafter = ModelDrafter(loaded, settings.max_new_tokens, retrieval=cases, retrieval_k=settings.retrieval_k)
     warm_up()
     names = TopicNames(settings.topic_prefix)
     asyncio.run(ensure_topics(settings.bootstrap_servers,

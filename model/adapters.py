@@ -1,0 +1,61 @@
+"""LoRA adapters on disk: ``<adapter dir>/<name>/<version>/``, where the name is ``shared`` or an
+institution (MSH-4). Each version keeps the prompt template it was trained with, so it is never
+served with another. Which version serves is not decided here: the champion alias lives in
+storage (``training.registry``), old versions stay on disk for rollback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from radflow.errors import ModelError
+
+ADAPTER_META = "radflow_adapter.json"
+SHARED = "shared"
+BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    name: str  # "shared" or an institution
+    version: str  # "v0003"
+    path: Path
+    template_family: str  # "1".."5": zh-N / en-N
+
+    @property
+    def label(self) -> str:
+        """What drafts record as their adapter version."""
+        return f"{self.name}/{self.version}"
+
+    @property
+    def slot(self) -> str:
+        """The adapter's name inside the peft model (letters, digits and underscores only)."""
+        return "a_" + re.sub(r"\W", "_", self.label)
+
+
+def read_spec(path: Path) -> AdapterSpec:
+    meta_path = Path(path) / ADAPTER_META
+    if not meta_path.is_file():
+        raise ModelError(f"{path} is not a radflow adapter (no {ADAPTER_META})")
+    meta = json.loads(meta_path.read_text())
+    return AdapterSpec(meta["name"], meta["version"], Path(path), str(meta["template_family"]))
+
+
+def write_meta(path: Path, name: str, version: str, template_family: str, **extra: object) -> AdapterSpec:
+    meta = {"name": name, "version": version, "template_family": template_family, "created_at": time.time(), **extra}
+    (path / ADAPTER_META).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    return AdapterSpec(name, version, path, template_family)
+
+
+def next_version(adapter_dir: Path, name: str) -> str:
+    taken = [int(p.name[1:]) for p in (adapter_dir / name).glob("v[0-9]*") if p.name[1:].isdigit()]
+    return f"v{max(taken, default=0) + 1:04d}"
+
+
+def route(institution: str, serving: dict[str, AdapterSpec]) -> AdapterSpec | None:
+    """The adapter for a report: its institution's, else the shared one, else none (the base)."""
+    return serving.get(institution) or serving.get(SHARED)
