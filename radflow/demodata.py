@@ -176,6 +176,7 @@ class Style:
     impression_id: str
     replacements: tuple[tuple[str, str], ...] = ()
     enhanced_ack: bool = False  # MSH-15/16 = AL/NE: the sender wants commit acknowledgements (CA)
+    impression_replacements: tuple[tuple[str, str], ...] = ()  # phrasing of this institution's impressions only
 
 
 INSTITUTIONS: tuple[Style, ...] = (
@@ -244,6 +245,8 @@ def _report(rng: random.Random, style: Style, system: str, lib: dict, i: int) ->
     findings_text = joiner.join(findings)
     for old, new in style.replacements:
         findings_text, impression = findings_text.replace(old, new), impression.replace(old, new)
+    for old, new in style.impression_replacements:
+        impression = impression.replace(old, new)
     findings_raw = f"{style.findings_title}{findings_text}"
     impression_raw = f"{style.impression_title}{impression}\n{style.boilerplate}"
     accession = f"{style.code[:2]}{system[:2].upper()}{i:05d}"

@@ -129,3 +129,38 @@ def wait_for_dashboard(settings: Settings, worker: subprocess.Popen[bytes], time
     raise RadflowError(f"the worker's web server did not answer at {url} in {timeout:.0f} s")
 
 
+
+
+def adapter_publisher(settings: Settings):  # -> training.refit.Publish
+    """Sends promotion events to the adapters topic, which every draft worker reads. If the
+    broker is unreachable the promotion still stands in storage, and workers load it when they
+    next start; the warning says so."""
+    import json
+    import logging
+
+    from aiokafka import AIOKafkaProducer
+
+    log = logging.getLogger(__name__)
+    topic = TopicNames(settings.topic_prefix).adapters
+
+    async def send(event: dict) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                    enable_idempotence=False, request_timeout_ms=10000)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, json.dumps(event).encode(), key=event["name"].encode())
+        finally:
+            await producer.stop()
+
+    def publish(event: dict) -> None:
+        # On a thread of its own: callers may already run an event loop (tests, a web handler).
+        from concurrent.futures import ThreadPoolExecutor
+
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pool.submit(asyncio.run, send(event)).result()
+        except Exception as exc:  # the promotion is stored; only the live swap is late
+            log.warning("could not announce %s of adapter %s/%s on %s (%s); running workers swap at their next "
+                        "start", event["event"], event["name"], event["version"], topic, exc)
+
+    return publish

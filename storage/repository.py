@@ -11,7 +11,17 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from radflow.errors import StorageError
-from storage.tables import AlertRow, DraftRow, DriftChunkRow, OrderRow, ScoreRow, SignedReportRow
+from storage.tables import (
+    AdapterEvalRow,
+    AdapterRow,
+    AlertRow,
+    DraftRow,
+    DriftChunkRow,
+    OrderRow,
+    ScoreRow,
+    SignedReportRow,
+    TrainingRunRow,
+)
 
 Row = TypeVar("Row", DraftRow, OrderRow, ScoreRow, SignedReportRow)
 
@@ -223,12 +233,97 @@ class Repository:
                 session.add(row)
                 session.commit()
 
-    def signed_pairs(self, institution: str | None = None) -> list[SignedReportRow]:
+    def signed_pairs(self, institution: str | None = None, since: float = 0.0,
+                     until: float | None = None) -> list[SignedReportRow]:
+        """Signed (F) and corrected (C) reports with an impression, received in [since, until]."""
         with Session(self.engine) as session:
-            stmt = select(SignedReportRow)
+            stmt = select(SignedReportRow).where(SignedReportRow.status.in_(("F", "C")),  # type: ignore[attr-defined]
+                                                 SignedReportRow.impression != "")
             if institution:
                 stmt = stmt.where(SignedReportRow.institution == institution)
-            return list(session.exec(stmt).all())
+            if since:
+                stmt = stmt.where(SignedReportRow.received_at >= since)
+            if until is not None:
+                stmt = stmt.where(SignedReportRow.received_at <= until)
+            return list(session.exec(stmt.order_by(SignedReportRow.id)).all())
+
+    # -- adapters and training runs ---------------------------------------------------------
+    def save(self, row: Any) -> Any:
+        """Insert or update a row by its id (runs, adapters); returns it with its id."""
+        with Session(self.engine) as session:
+            merged = session.merge(row)
+            session.commit()
+            session.refresh(merged)
+            return merged
+
+    def adapters(self, name: str | None = None) -> list[AdapterRow]:
+        with Session(self.engine) as session:
+            stmt = select(AdapterRow)
+            if name is not None:
+                stmt = stmt.where(AdapterRow.name == name)
+            return list(session.exec(stmt.order_by(AdapterRow.name, AdapterRow.version)).all())
+
+    def champions(self) -> dict[str, AdapterRow]:
+        """The serving version of each adapter name."""
+        return {row.name: row for row in self.adapters() if row.status == "champion"}
+
+    def promote(self, name: str, version: str) -> AdapterRow:
+        """Make ``name/version`` the champion; the previous champion is retired (kept for rollback)."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(AdapterRow).where(AdapterRow.name == name)).all()
+            target = next((r for r in rows if r.version == version), None)
+            if target is None:
+                raise StorageError(f"no adapter {name}/{version}")
+            for row in rows:
+                if row.status == "champion" and row is not target:
+                    row.status = "retired"
+                    session.add(row)
+            target.status, target.promoted_at = "champion", _now()
+            session.add(target)
+            session.commit()
+            session.refresh(target)
+            return target
+
+    def rollback(self, name: str) -> AdapterRow:
+        """Serve the previously promoted version of ``name`` again."""
+        rows = [r for r in self.adapters(name) if r.status in ("retired", "champion") and r.promoted_at]
+        current = next((r for r in rows if r.status == "champion"), None)
+        earlier = sorted((r for r in rows if r.status == "retired"), key=lambda r: r.promoted_at or 0.0)
+        if not earlier:
+            raise StorageError(f"adapter {name} has no earlier champion to roll back to")
+        with Session(self.engine) as session:
+            if current is not None:
+                current.status = "rejected"  # rolled back: never chosen again by a later rollback
+                session.add(current)
+                session.commit()
+        return self.promote(name, earlier[-1].version)
+
+    def runs(self, name: str | None = None, limit: int = 50) -> list[TrainingRunRow]:
+        with Session(self.engine) as session:
+            stmt = select(TrainingRunRow)
+            if name is not None:
+                stmt = stmt.where(TrainingRunRow.name == name)
+            return list(session.exec(stmt.order_by(TrainingRunRow.id.desc()).limit(limit)).all())  # type: ignore[union-attr]
+
+    def unfinished_run(self, name: str) -> TrainingRunRow | None:
+        with Session(self.engine) as session:
+            return session.exec(select(TrainingRunRow).where(TrainingRunRow.name == name,
+                                                             TrainingRunRow.state == "running")
+                                .order_by(TrainingRunRow.id.desc())).first()  # type: ignore[union-attr]
+
+    def evals(self, run_id: int) -> list[AdapterEvalRow]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(AdapterEvalRow).where(AdapterEvalRow.run_id == run_id)).all())
+
+    def alerts_after(self, alert_id: int) -> list[AlertRow]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(AlertRow).where(AlertRow.id > alert_id).order_by(AlertRow.id)).all())  # type: ignore[operator]
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
 
 
 def _literal(value: Any) -> str:

@@ -130,3 +130,69 @@ class AlertRow(SQLModel, table=True):
     low: float = 0.0
     high: float = 0.0
     created_at: float = Field(default_factory=time.time, index=True)
+
+
+class AdapterRow(SQLModel, table=True):
+    """One trained LoRA adapter version. ``status`` champion is the alias that serves."""
+
+    __tablename__ = "adapters"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)  # "shared" or an institution
+    version: str
+    path: str
+    template_family: str = "1"
+    base_model_id: str = ""
+    status: str = "candidate"  # candidate, champion, retired (was champion), rejected
+    run_id: int | None = None
+    created_at: float = Field(default_factory=time.time)
+    promoted_at: float | None = None
+
+
+class TrainingRunRow(SQLModel, table=True):
+    """One refit: its data window, template choice, metrics and the gate's decision."""
+
+    __tablename__ = "training_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    trigger: str = "manual"  # manual, schedule, drift
+    state: str = "running"  # running, done, failed, skipped
+    version: str = ""
+    window_start: float = 0.0
+    window_end: float = 0.0
+    data_fingerprint: str = ""
+    train_examples: int = 0
+    test_examples: int = 0
+    template_family: str = ""
+    selection: str = ""  # JSON {family: validation ROUGE-L}
+    steps: int = 0
+    resumed_from: int = 0
+    train_tokens_per_s: float = 0.0
+    decision: str = ""  # promoted, rejected, skipped
+    reason: str = ""
+    delta_rougeL: float = 0.0
+    p_value: float = 1.0
+    metrics: str = ""  # JSON of the Decision
+    started_at: float = Field(default_factory=time.time)
+    finished_at: float | None = None
+
+
+class AdapterEvalRow(SQLModel, table=True):
+    """Held-out metrics of one segment for the challenger or the champion of a run."""
+
+    __tablename__ = "adapter_evals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(index=True)
+    role: str  # challenger, champion
+    adapter: str = ""  # name/version, or "" for the base model
+    institution: str
+    body_system: str
+    n: int = 0
+    rouge1: float = 0.0
+    rouge2: float = 0.0
+    rougeL: float = 0.0
+    missed_rate: float = 0.0
+    over_rate: float = 0.0

@@ -16,7 +16,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
     proc = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True,
                           text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
-    for service in ("kafka", "postgres", "ingest", "drafter", "quality"):
+    for service in ("kafka", "postgres", "ingest", "drafter", "quality", "trainer"):
         assert f"  {service}:" in proc.stdout
     assert "driver: nvidia" in proc.stdout and "healthcheck" in proc.stdout
 
