@@ -29,6 +29,7 @@ from storage.tables import AlertRow, DraftRow, DriftChunkRow, OrderRow, SignedRe
 from streams import drift as drift_rules
 from streams import pairing
 from streams.dashboard import register_pages
+from streams.diagnostics import lost_offsets
 from streams.topics import TopicNames
 from streams.worklist import WebWorklist, WorklistSender, draft_payload_to_message
 
@@ -152,7 +153,7 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
                 finally:
                     await consumer.stop()
 
-    stats = {"drafted": 0, "scored": 0, "adapter_swaps": 0, "halves_from_storage": 0, "worklist_delivered": 0, "worklist_failed": 0}
+    stats = {"drafted": 0, "scored": 0, "adapter_swaps": 0, "offsets_reread": 0, "halves_from_storage": 0, "worklist_delivered": 0, "worklist_failed": 0}
     metrics = Registry()
     metrics.counter("radflow_worker_events_total", "Work done by this worker since it started, by kind.",
                     lambda: [({"kind": k}, v) for k, v in stats.items()])
@@ -262,6 +263,23 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
             outcome = await sender.send(payload["institution"], draft_payload_to_message(payload))
             stats["worklist_delivered" if outcome in ("AA", "CA") else "worklist_failed"] += 1
             await asyncio.to_thread(repository.set_delivery, payload["institution"], payload["accession"], outcome)
+
+    suspects: dict[Any, tuple[int, int]] = {}
+
+    @app.timer(interval=10.0)
+    async def reread_lost_offsets() -> None:
+        """Self-healing for the stall of issue #8: offsets Faust read and dropped without processing
+        are read again from the committed offset (at-least-once; every write is keyed, so a
+        re-read never duplicates). Acts only on a hole seen unchanged on two ticks in a row."""
+        nonlocal suspects
+        found = lost_offsets(app)
+        for tp, (committed, first) in found.items():
+            if suspects.get(tp) == (committed, first):
+                log.warning("%s[%d]: offsets %d-%d were read but never processed; reading them again",
+                            tp.topic, tp.partition, committed, first - 1)
+                stats["offsets_reread"] += first - committed
+                await app.consumer.seek(tp, committed)
+        suspects = {tp: hole for tp, hole in found.items() if suspects.get(tp) != hole}
 
     metrics.metrics.extend(draft_seconds_registry.metrics)
     register_pages(app, settings, repository, stats, WebWorklist(repository, reports), metrics)

@@ -21,6 +21,7 @@ from faust.web import Request, Response, View
 from radflow.metrics import CONTENT_TYPE, Registry
 from radflow.settings import Settings
 from storage.repository import Repository
+from streams.diagnostics import consumer_state
 from streams.rouge import language_of, segment_zh
 
 ROLLING_WINDOW = 50  # signed reports per segment in the rolling means
@@ -71,7 +72,7 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
         out = []
         for task in asyncio.all_tasks():
             out.append({"task": task.get_name(), "awaiting": _await_chain(task.get_coro())})
-        return web.json({"tasks": out})
+        return web.json({"tasks": out, "partitions": consumer_state(app)})
 
     @app.page("/metrics")
     @protected
