@@ -45,8 +45,8 @@ class BootstrapConfig:
     template_family: str = "1"
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ModelError(f"bootstrap steps must be at least 1 (RADFLOW_BOOTSTRAP_STEPS), got {self.steps}")
+        if self.steps < 3:
+            raise ModelError(f"bootstrap steps must be at least 3 (RADFLOW_BOOTSTRAP_STEPS), got {self.steps}")
         if self.hidden_size % self.heads:
             raise ModelError("bootstrap hidden_size must be a multiple of heads")
 
@@ -116,7 +116,8 @@ def bootstrap(
     )
     model = LlamaForCausalLM(model_config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps,
+                                                   pct_start=max(0.1, 2 / config.steps))  # a warm-up of 2 steps at least
     model.train()
     rng = random.Random(config.seed)
     order: list[int] = []

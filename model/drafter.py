@@ -13,7 +13,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from model.adapters import BASE, AdapterSpec, route
 from model.guards import cut_repetition, is_empty, stop_at_labels
@@ -183,7 +183,8 @@ class ModelDrafter:
             max_length=self.max_input_tokens + 8,
             add_special_tokens=False,
         ).to(self.loaded.device)
-        options = dict(do_sample=True, temperature=1.0, top_k=50, top_p=1.0) if sample else dict(do_sample=False)
+        options: dict[str, Any] = (dict(do_sample=True, temperature=1.0, top_k=50, top_p=1.0) if sample
+                                   else dict(do_sample=False))
         if sample:
             # Seeded by the prompts, so a retried draft is reproducible (this thread owns torch's RNG).
             torch.manual_seed(zlib.crc32("\x00".join(prompts).encode()))

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
@@ -229,18 +228,37 @@ def cmd_adapters(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    import shlex
+
+    from model.bootstrap import BootstrapConfig
+    from training.evaluation import GROUPS, Fields, read_reports, run_eval, write_outputs
+    from training.recipe import Recipe
+
+    groups = [g.strip() for g in args.group_by.split(",") if g.strip()]
+    bad = [g for g in groups if g not in GROUPS]
+    if bad:
+        print(f"radflow: --group-by {','.join(bad)} is not one of {', '.join(GROUPS)}", file=sys.stderr)
+        return 2
+    fields = Fields(args.findings_field, args.impression_field, args.institution_field, args.body_field,
+                    args.id_field, args.language_field)
+    examples = read_reports([Path(p) for p in args.data], fields, args.limit, sys.stderr)
+    recipe = Recipe.load(args.recipe or ("paper" if args.model else "embedded")).replace(seed=args.seed)
+    out = Path(args.out)
+    result = run_eval(examples, out, recipe, model_path=Path(args.model) if args.model else None,
+                      bootstrap_config=BootstrapConfig(steps=args.bootstrap_steps, seed=args.seed),
+                      systems=[s.strip() for s in args.systems.split(",")])
+    command = "radflow " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
+    paths = write_outputs(result, groups, out, command)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print("written: " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    return 0
+
+
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     for var, default, doc in Settings.table():
         print(f"{var:<30} {default!s:<14} {doc}")
     return 0
-
-
-def _not_yet(issue: int, what: str) -> Callable[[Settings, argparse.Namespace], int]:
-    def run(settings: Settings, args: argparse.Namespace) -> int:
-        print(f"radflow: {what} is not implemented yet (issue #{issue})", file=sys.stderr)
-        return 2
-
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,7 +318,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = adapters.add_parser("rollback", help="serve the previous champion again")
     p.add_argument("name")
     p.set_defaults(func=cmd_adapters)
-    sub.add_parser("eval", help="paper-style evaluation tables (not yet: issue #7)").set_defaults(func=_not_yet(7, "eval"))
+    p = sub.add_parser("eval", help="paper-style tables: baselines, base model and refit adapters side by side")
+    p.add_argument("--data", required=True, action="append", help="JSONL or CSV of reports (repeatable)")
+    p.add_argument("--group-by", default="institution,body_part", help="tables per institution and/or body_part")
+    p.add_argument("--out", default="eval-out", help="directory for results.md, results.csv and results.png")
+    p.add_argument("--systems", default="last-sentence,retrieval,base,shared-adapter,institution-adapters")
+    p.add_argument("--model", help="a local checkpoint as the base (default: bootstrap one on the train split)")
+    p.add_argument("--recipe", help="refit recipe (default: `embedded` for a bootstrapped base, else `paper`)")
+    p.add_argument("--bootstrap-steps", type=int, default=600)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--limit", type=int, help="read at most this many rows per file")
+    p.add_argument("--findings-field", default="findings")
+    p.add_argument("--impression-field", default="impression")
+    p.add_argument("--institution-field", default="institution", help="absent: the file's name is the institution")
+    p.add_argument("--body-field", default="body_part,body_system", help="a,b: the first one present")
+    p.add_argument("--id-field", default="id,accession")
+    p.add_argument("--language-field", default="language", help="absent: detected from the text")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

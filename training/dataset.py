@@ -48,8 +48,8 @@ class Dataset:
     def only(self, institution: str | None) -> Dataset:
         if institution is None:
             return self
-        keep = [[e for e in self.split(s) if e.institution == institution] for s in SPLITS]
-        return Dataset(*keep)
+        train, val, test = ([e for e in self.split(s) if e.institution == institution] for s in SPLITS)
+        return Dataset(train, val, test)
 
     def fingerprint(self) -> str:
         """Identifies the exact data, so a resumed run can tell that it trains on the same."""

@@ -147,7 +147,7 @@ def train_adapter(
             })
     bar.close()
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    model.save_pretrained(str(out_dir))
     spec = write_meta(out_dir, name, version, family, base_model_id=loaded.model_id, steps=total_steps,
                       examples=len(examples), final_loss=loss_value, recipe=repr(recipe))
     checkpoint.unlink(missing_ok=True)

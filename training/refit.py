@@ -117,21 +117,8 @@ class Refitter:
         return self._finish(run, "rejected", decision.reason)
 
     def select_template(self, name: str, sub: ds.Dataset, work: Path) -> tuple[str, dict[str, float]]:
-        """The paper's selection: a short run per template, the best validation ROUGE-L wins."""
-        families = list(self.recipe.templates)
-        if len(families) == 1 or not sub.val:
-            return families[0], {}
-        val = sub.val[: self.recipe.selection_examples]
-        results: dict[str, float] = {}
-        for family in families:
-            trial = train_adapter(self.model_path, sub.train, self.recipe, family, work / "select" / family,
-                                  name, f"select-{family}", work / "select" / f"{family}.work",
-                                  max_steps=self.recipe.selection_steps, device=self.device, progress=self.progress)
-            scores = self._score(val, {"trial": trial.adapter}, "trial")
-            results[family] = means(scores)["rougeL"]
-            log.info("template %s of %s: validation ROUGE-L %.4f", family, name, results[family])
-        best = max(families, key=lambda f: (results[f], -int(f)))
-        return best, results
+        return select_template(self.model_path, name, sub, self.recipe, work / "select", self._eval_drafter(),
+                               self.device, self.progress)
 
     def compare(self, run: TrainingRunRow, test: list[ds.Example], challenger: AdapterSpec,
                 champion: AdapterSpec | None) -> Decision:
@@ -139,6 +126,7 @@ class Refitter:
         ch = self._score(test, slots, "challenger")
         cp = self._score(test, slots, "champion" if champion else BASE)
         decision = decide(test, ch, cp, self.recipe)
+        assert run.id is not None
         for role, spec in (("challenger", challenger), ("champion", champion)):
             for seg in decision.segments:
                 m = seg.challenger if role == "challenger" else seg.champion
@@ -189,12 +177,36 @@ class Refitter:
         return self._drafter
 
     def _score(self, examples: list[ds.Example], slots: dict[str, AdapterSpec], use: str) -> list[ReportScore]:
-        drafter = self._eval_drafter()
-        drafter.set_adapters(slots)
-        texts: list[str] = []
-        for i in range(0, len(examples), 16):
-            batch = examples[i : i + 16]
-            drafts = drafter.draft([DraftRequest(e.institution, e.accession, e.findings, e.language, adapter=use)
-                                    for e in batch])
-            texts += [d.text for d in drafts]
-        return score_drafts(examples, texts)
+        return score_with(self._eval_drafter(), examples, slots, use)
+
+
+def score_with(drafter: ModelDrafter, examples: list[ds.Example], slots: dict[str, AdapterSpec],
+               use: str) -> list[ReportScore]:
+    """Draft ``examples`` with the adapter in slot ``use`` (or BASE) and score them."""
+    drafter.set_adapters(slots)
+    texts: list[str] = []
+    for i in range(0, len(examples), 16):
+        batch = examples[i : i + 16]
+        drafts = drafter.draft([DraftRequest(e.institution, e.accession, e.findings, e.language, adapter=use)
+                                for e in batch])
+        texts += [d.text for d in drafts]
+    return score_drafts(examples, texts)
+
+
+def select_template(model_path: Path, name: str, sub: ds.Dataset, recipe: Recipe, work: Path,
+                    drafter: ModelDrafter, device: str | None, progress: bool) -> tuple[str, dict[str, float]]:
+    """The paper's selection: a short run per template, the best validation ROUGE-L wins (ties:
+    the lower number). Only the validation split is drafted."""
+    families = list(recipe.templates)
+    if len(families) == 1 or not sub.val:
+        return families[0], {}
+    val = sub.val[: recipe.selection_examples]
+    results: dict[str, float] = {}
+    for family in families:
+        trial = train_adapter(model_path, sub.train, recipe, family, work / family, name, f"select-{family}",
+                              work / f"{family}.work", max_steps=recipe.selection_steps, device=device,
+                              progress=progress)
+        results[family] = means(score_with(drafter, val, {"trial": trial.adapter}, "trial"))["rougeL"]
+        log.info("template %s of %s: validation ROUGE-L %.4f", family, name, results[family])
+    drafter.set_adapters({})
+    return max(families, key=lambda f: (results[f], -int(f))), results

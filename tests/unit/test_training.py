@@ -84,3 +84,50 @@ def test_parse_interval() -> None:
     assert parse_interval("24h") == 86400 and parse_interval("30m") == 1800 and parse_interval("90") == 90
     with pytest.raises(TrainingError, match="--every"):
         parse_interval("daily")
+
+
+def test_schedule_refits_everything_then_the_segment_of_a_drift_alert(tmp_path) -> None:
+    import threading
+    import time
+
+    from storage.repository import Repository
+    from storage.tables import AlertRow
+    from training.refit import Outcome
+    from training.schedule import run_schedule
+
+    repo = Repository(f"sqlite:///{tmp_path / 'radflow.sqlite'}")
+    repo.add(AlertRow(institution="XIHE", body_system="chest", metric="rougeL"))  # before start: not new
+    calls: list[tuple[str, str]] = []
+
+    class RecordingRefitter:  # the refits themselves are tested on the real path (test_training.py)
+        def dataset(self, window_end):
+            return None
+
+        def targets(self, data):
+            return ["shared", "XIHE"]
+
+        def refit_all(self, trigger):
+            calls.append(("all", trigger))
+            return []
+
+        def refit(self, name, trigger):
+            calls.append((name, trigger))
+            return Outcome(name, 1, "rejected", "")
+
+    stop = threading.Event()
+    thread = threading.Thread(target=run_schedule, args=(RecordingRefitter(), repo, 3600, stop, 0.05, 3600))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while ("all", "schedule") not in calls and time.monotonic() < deadline:
+            time.sleep(0.02)
+        repo.add(AlertRow(institution="XIHE", body_system="head", metric="rougeL"))
+        repo.add(AlertRow(institution="NANHU", body_system="chest", metric="missed_rate"))  # no adapter: shared
+        repo.add(AlertRow(institution="XIHE", body_system="chest", metric="over_rate"))  # same adapter: once
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert calls == [("all", "schedule"), ("XIHE", "drift"), ("shared", "drift")] or calls == [
+        ("all", "schedule"), ("shared", "drift"), ("XIHE", "drift")]
