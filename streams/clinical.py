@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # concept -> (Chinese terms, English terms). Longer terms first within a concept.
 LEXICON: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -73,6 +74,11 @@ def _terms(language: str) -> list[tuple[str, str]]:
 
 
 _TERMS = {"zh": _terms("zh"), "en": _terms("en")}
+# compiled once: ~200 terms would thrash re's own pattern cache
+_PATTERNS = {
+    "zh": [(re.compile(re.escape(term)), concept) for term, concept in _TERMS["zh"]],
+    "en": [(re.compile(rf"\b{re.escape(term)}"), concept) for term, concept in _TERMS["en"]],
+}
 
 
 def extract(text: str, language: str) -> dict[str, str]:
@@ -81,19 +87,27 @@ def extract(text: str, language: str) -> dict[str, str]:
     rank = {ABSENT: 0, UNCERTAIN: 1, PRESENT: 2}
     lowered = text.lower() if language == "en" else text
     for clause in _CLAUSE.findall(lowered):
-        for pseudo in PSEUDO:
-            clause = clause.replace(pseudo, " ")
-        seen_spans: list[tuple[int, int]] = []
-        for term, concept in _TERMS["zh" if language == "zh" else "en"]:
-            for match in re.finditer(re.escape(term) if language == "zh" else rf"\b{re.escape(term)}", clause):
-                span = match.span()
-                if any(s <= span[0] < e for s, e in seen_spans):  # "肺癌" already read, skip "癌"
-                    continue
-                seen_spans.append(span)
-                polarity = _polarity(clause, span[0], language)
-                if rank[polarity] > rank.get(found.get(concept, ""), -1):
-                    found[concept] = polarity
+        for concept, polarity in _clause_findings(clause, "zh" if language == "zh" else "en"):
+            if rank[polarity] > rank.get(found.get(concept, ""), -1):
+                found[concept] = polarity
     return found
+
+
+@lru_cache(maxsize=200_000)
+def _clause_findings(clause: str, language: str) -> tuple[tuple[str, str], ...]:
+    """(concept, polarity) in the order found. Clauses recur across reports, so this is cached."""
+    for pseudo in PSEUDO:
+        clause = clause.replace(pseudo, " ")
+    out = []
+    seen_spans: list[tuple[int, int]] = []
+    for pattern, concept in _PATTERNS[language]:
+        for match in pattern.finditer(clause):
+            span = match.span()
+            if any(s <= span[0] < e for s, e in seen_spans):  # "肺癌" already read, skip "癌"
+                continue
+            seen_spans.append(span)
+            out.append((concept, _polarity(clause, span[0], language)))
+    return tuple(out)
 
 
 def _polarity(clause: str, start: int, language: str) -> str:
