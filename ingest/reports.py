@@ -81,11 +81,7 @@ def to_report_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) ->
         raise HL7ParseError("ORU without an OBR segment", code="100")
     institution = msg.text(msg.msh, 4, 1) or msg.text(msg.msh, 3, 1)
     accession = msg.text(obr, 3, 1) or msg.text(obr, 2, 1)
-    if not institution:
-        raise HL7ParseError("MSH-4 (sending facility) is empty", code="101")
-    if not accession:
-        raise HL7ParseError("OBR-3 and OBR-2 (accession) are empty", code="101")
-    _check_lengths(institution, accession)
+    _check_ids(institution, accession, "OBR-3 and OBR-2 (accession) are empty")
     exam = msg.text(obr, 4, 2) or msg.text(obr, 4, 1)
     findings_parts: list[str] = []
     impression_parts: list[str] = []
@@ -129,7 +125,12 @@ def to_report_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) ->
     )
 
 
-def _check_lengths(institution: str, accession: str) -> None:
+def _check_ids(institution: str, accession: str, no_accession: str) -> None:
+    """Every event is keyed by (institution, accession): both present, both bounded."""
+    if not institution:
+        raise HL7ParseError("MSH-4 (sending facility) is empty", code="101")
+    if not accession:
+        raise HL7ParseError(no_accession, code="101")
     if len(institution) > MAX_ID or len(accession) > MAX_ID:
         raise HL7ParseError(f"sending facility or accession longer than {MAX_ID} characters", code="102")
 
@@ -166,11 +167,7 @@ def to_order_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) -> 
     institution = msg.text(msg.msh, 4, 1) or msg.text(msg.msh, 3, 1)
     accession = (msg.text(obr, 3, 1) or msg.text(orc, 3, 1) or msg.text(obr, 18, 1)
                  or msg.text(obr, 2, 1) or msg.text(orc, 2, 1))
-    if not institution:
-        raise HL7ParseError("MSH-4 (sending facility) is empty", code="101")
-    if not accession:
-        raise HL7ParseError("order has no filler or placer number (OBR-3, ORC-3, OBR-18, OBR-2, ORC-2)", code="101")
-    _check_lengths(institution, accession)
+    _check_ids(institution, accession, "order has no filler or placer number (OBR-3, ORC-3, OBR-18, OBR-2, ORC-2)")
     exam = msg.text(obr, 4, 2) or msg.text(obr, 4, 1)
     code = msg.text(obr, 4, 1)
     return OrderEvent(

@@ -7,16 +7,21 @@ storage (``training.registry``), old versions stay on disk for rollback.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from radflow.errors import ModelError
 
 ADAPTER_META = "radflow_adapter.json"
 SHARED = "shared"
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,18 @@ def write_meta(path: Path, name: str, version: str, template_family: str, **extr
 def next_version(adapter_dir: Path, name: str) -> str:
     taken = [int(p.name[1:]) for p in (adapter_dir / name).glob("v[0-9]*") if p.name[1:].isdigit()]
     return f"v{max(taken, default=0) + 1:04d}"
+
+
+def serving_specs(champions: Mapping[str, Any]) -> dict[str, AdapterSpec]:
+    """The champion rows of storage (name -> row with ``path`` and ``version``) as adapters to
+    serve; one whose files are gone is skipped, loudly, so its reports fall back as routed."""
+    out = {}
+    for name, row in champions.items():
+        try:
+            out[name] = read_spec(Path(row.path))
+        except ModelError as exc:
+            log.error("champion adapter %s/%s cannot be served: %s", name, row.version, exc)
+    return out
 
 
 def route(institution: str, serving: dict[str, AdapterSpec]) -> AdapterSpec | None:

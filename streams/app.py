@@ -13,15 +13,13 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import faust
 
 from ingest.events import CANCELLED, OrderEvent, ReportEvent
-from model.adapters import AdapterSpec, read_spec
+from model.adapters import serving_specs
 from model.drafter import Drafter, DraftRequest
-from radflow.errors import ModelError
 from radflow.metrics import Registry
 from radflow.settings import Settings
 from storage.repository import Repository
@@ -29,7 +27,7 @@ from storage.tables import AlertRow, DraftRow, DriftChunkRow, OrderRow, SignedRe
 from streams import drift as drift_rules
 from streams import pairing
 from streams.dashboard import register_pages
-from streams.diagnostics import lost_offsets
+from streams.diagnostics import consumer_lag, lost_offsets
 from streams.topics import TopicNames
 from streams.worklist import WebWorklist, WorklistSender, draft_payload_to_message
 
@@ -73,10 +71,10 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
         return app.agent(channel, **options) if enabled else (lambda fn: fn)
     # One thread owns the model, so inference never blocks the event loop (timers, rebalances).
     model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radflow-model")
-    draft_seconds_registry = Registry()
-    draft_seconds = draft_seconds_registry.histogram("radflow_draft_batch_seconds", "Model time per draft batch.")
-    batch_sizes = draft_seconds_registry.histogram("radflow_draft_batch_size", "Reports per draft batch.",
-                                                   (1, 2, 4, 8, 16, 32, 64, 128))
+    metrics = Registry()
+    draft_seconds = metrics.histogram("radflow_draft_batch_seconds", "Model time per draft batch.")
+    batch_sizes = metrics.histogram("radflow_draft_batch_size", "Reports per draft batch.",
+                                    (1, 2, 4, 8, 16, 32, 64, 128))
 
     @agent(drafting, reports, concurrency=1)
     async def draft_agent(stream: faust.StreamT) -> None:
@@ -126,7 +124,7 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
         set_adapters = getattr(drafter, "set_adapters", None)
         if set_adapters is None:
             return
-        wanted = await asyncio.to_thread(champion_specs, repository)
+        wanted = await asyncio.to_thread(lambda: serving_specs(repository.champions()))  # database and files
         changes = await asyncio.get_running_loop().run_in_executor(model_thread, set_adapters, wanted)
         stats["adapter_swaps"] += len(changes)
         log.info("adapters checked (%s): %d changed", reason, len(changes))
@@ -154,7 +152,6 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
                     await consumer.stop()
 
     stats = {"drafted": 0, "scored": 0, "adapter_swaps": 0, "offsets_reread": 0, "halves_from_storage": 0, "worklist_delivered": 0, "worklist_failed": 0}
-    metrics = Registry()
     metrics.counter("radflow_worker_events_total", "Work done by this worker since it started, by kind.",
                     lambda: [({"kind": k}, v) for k, v in stats.items()])
     metrics.gauge("radflow_consumer_lag", "Records not yet processed, per topic partition (highwater - committed).",
@@ -281,36 +278,10 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
                 await app.consumer.seek(tp, committed)
         suspects = {tp: hole for tp, hole in found.items() if suspects.get(tp) != hole}
 
-    metrics.metrics.extend(draft_seconds_registry.metrics)
     register_pages(app, settings, repository, stats, WebWorklist(repository, reports), metrics)
     app.radflow_topics = names  # type: ignore[attr-defined]
     app.radflow_started = time.time()  # type: ignore[attr-defined]
     return app
-
-
-def champion_specs(repository: Repository) -> dict[str, AdapterSpec]:
-    """The champion adapter of each name, as stored; one whose files are gone is skipped, loudly."""
-    out = {}
-    for name, row in repository.champions().items():
-        try:
-            out[name] = read_spec(Path(row.path))
-        except ModelError as exc:
-            log.error("champion adapter %s/%s cannot be served: %s", name, row.version, exc)
-    return out
-
-
-def consumer_lag(app: faust.App) -> list[tuple[dict[str, str], float]]:
-    """Lag per assigned partition: the fetch highwater minus the committed offset."""
-    consumer = app.consumer
-    out = []
-    for tp in sorted(consumer.assignment()):
-        highwater = consumer.highwater(tp)
-        committed = consumer._committed_offset.get(tp)  # Faust keeps no public accessor
-        if highwater is None or highwater < 0:
-            continue
-        lag = highwater - (committed if committed is not None else 0)
-        out.append(({"topic": tp.topic, "partition": str(tp.partition)}, float(max(0, lag))))
-    return out
 
 
 def _signed_row(event: ReportEvent) -> SignedReportRow:

@@ -1,8 +1,22 @@
-"""Offsets as the worker's consumer sees them, for /api/debug/tasks (positions only, no data)."""
+"""Offsets as the worker's consumer sees them, for /metrics and /api/debug/tasks (positions only, no data)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+
+def consumer_lag(app: Any) -> list[tuple[dict[str, str], float]]:
+    """Lag per assigned partition: the fetch highwater minus the committed offset."""
+    consumer = app.consumer
+    out = []
+    for tp in sorted(consumer.assignment()):
+        highwater = consumer.highwater(tp)
+        committed = consumer._committed_offset.get(tp)  # Faust keeps no public accessor
+        if highwater is None or highwater < 0:
+            continue
+        lag = highwater - (committed if committed is not None else 0)
+        out.append(({"topic": tp.topic, "partition": str(tp.partition)}, float(max(0, lag))))
+    return out
 
 
 def consumer_state(app: Any) -> list[dict[str, Any]]:

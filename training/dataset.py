@@ -92,6 +92,14 @@ def from_rows(rows: Iterable[Any]) -> Dataset:
     return build(Example(r.institution, r.accession, r.body_system, r.language, r.findings, r.impression) for r in rows)
 
 
+def institutions_with(examples: Iterable[Example], minimum: int) -> list[str]:
+    """Institutions with at least ``minimum`` examples: those that get an adapter of their own."""
+    counts: dict[str, int] = defaultdict(int)
+    for e in examples:
+        counts[e.institution] += 1
+    return sorted(i for i, n in counts.items() if n >= minimum)
+
+
 def by_segment(examples: Iterable[Example]) -> dict[tuple[str, str], list[Example]]:
     out: dict[tuple[str, str], list[Example]] = defaultdict(list)
     for e in examples:

@@ -17,9 +17,8 @@ import csv
 import io
 import json
 import logging
-import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -35,6 +34,7 @@ from training import dataset as ds
 from training.gate import ReportScore, means, score_drafts
 from training.lora import train_adapter
 from training.recipe import Recipe
+from training.refit import draft_texts, select_template
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,6 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
     if unknown:
         raise TrainingError(f"--systems: unknown {unknown}; known: {', '.join(SYSTEMS)}")
     bootstrap_config = bootstrap_config or BootstrapConfig()
-    random.seed(recipe.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = ds.build(examples)
     if not data.test:
@@ -151,17 +150,16 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
     texts: dict[str, list[str]] = {}
     test = data.test
 
-    def requests(adapter: Callable[[ds.Example], str | None] = lambda e: None) -> list[DraftRequest]:
-        return [DraftRequest(e.institution, e.accession, e.findings, e.language, adapter(e)) for e in test]
+    requests = [DraftRequest(e.institution, e.accession, e.findings, e.language) for e in test]
 
     if "last-sentence" in systems:
-        texts["last-sentence"] = [d.text for d in EchoDrafter().draft(requests())]
+        texts["last-sentence"] = [d.text for d in EchoDrafter().draft(requests)]
         notes["last-sentence"] = "the findings' last sentence"
     if "retrieval" in systems:
         index = CaseIndex()
         for e in data.train:
             index.add(e.institution, e.accession, e.findings, e.impression)
-        texts["retrieval"] = [d.text for d in RetrievalDrafter(index).draft(requests())]
+        texts["retrieval"] = [d.text for d in RetrievalDrafter(index).draft(requests)]
         notes["retrieval"] = f"BM25 top-1 over {len(data.train)} train reports, per institution"
     model_systems = [s for s in systems if s in ("base", "shared-adapter", "institution-adapters")]
     if model_systems:
@@ -174,38 +172,34 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
             notes["base"] = f"checkpoint {model_path.name}"
         drafter = ModelDrafter(load_model(model_path, device), recipe.max_new_tokens)
 
-        def draft_all(adapter: Callable[[ds.Example], str | None], what: str) -> list[str]:
-            return _draft(drafter, requests(adapter), batch, progress, what)
+        def draft_all(use: str | None, what: str) -> list[str]:
+            return draft_texts(drafter, test, use, batch, progress, what)
 
         if "base" in systems:
-            texts["base"] = draft_all(lambda e: BASE, "base")
+            texts["base"] = draft_all(BASE, "base")
         adapters: dict[str, AdapterSpec] = {}
         if "shared-adapter" in systems or "institution-adapters" in systems:
-            adapters[SHARED] = _refit(model_path, data, None, recipe, out_dir, drafter, device, progress, notes)
+            adapters[SHARED], shared_note = _refit(model_path, data, None, recipe, out_dir, drafter, device, progress)
         if "shared-adapter" in systems:
             drafter.set_adapters(adapters)
-            texts["shared-adapter"] = draft_all(lambda e: SHARED, "shared adapter")
-            notes["shared-adapter"] = notes.pop(f"adapter {SHARED}")
+            texts["shared-adapter"] = draft_all(SHARED, "shared adapter")
+            notes["shared-adapter"] = shared_note
         if "institution-adapters" in systems:
-            counts: dict[str, int] = defaultdict(int)
-            for e in data.train:
-                counts[e.institution] += 1
-            own = sorted(i for i, n in counts.items() if n >= recipe.min_examples)
-            for institution in own:
-                adapters[institution] = _refit(model_path, data, institution, recipe, out_dir, drafter, device,
-                                               progress, notes)
+            own_notes = []
+            for institution in ds.institutions_with(data.train, recipe.min_examples):
+                adapters[institution], note = _refit(model_path, data, institution, recipe, out_dir, drafter, device,
+                                                     progress)
+                own_notes.append(note)
             drafter.set_adapters(adapters)
-            texts["institution-adapters"] = draft_all(lambda e: None, "institution adapters")  # routed
-            notes["institution-adapters"] = "; ".join(notes.pop(f"adapter {i}") for i in own) or "none had enough data"
+            texts["institution-adapters"] = draft_all(None, "institution adapters")  # routed
+            notes["institution-adapters"] = "; ".join(own_notes) or "none had enough data"
     order = [s for s in SYSTEMS if s in texts]
     return EvalResult(test, {s: score_drafts(test, texts[s]) for s in order}, notes)
 
 
 def _refit(model_path: Path, data: ds.Dataset, institution: str | None, recipe: Recipe, out_dir: Path,
-           drafter: ModelDrafter, device: str | None, progress: bool, notes: dict[str, str]) -> AdapterSpec:
-    """An adapter on the train split, its template chosen on the validation split."""
-    from training.refit import select_template
-
+           drafter: ModelDrafter, device: str | None, progress: bool) -> tuple[AdapterSpec, str]:
+    """An adapter on the train split, its template chosen on the validation split; and how."""
     name = institution or SHARED
     sub = data.only(institution)
     family, selection = select_template(model_path, name, sub, recipe, out_dir / "adapters" / name / "select",
@@ -214,18 +208,8 @@ def _refit(model_path: Path, data: ds.Dataset, institution: str | None, recipe: 
                            out_dir / "adapters" / name / "work", fingerprint=sub.fingerprint(), device=device,
                            progress=progress)
     chosen = ", ".join(f"{f}: {v:.3f}" for f, v in selection.items())
-    notes[f"adapter {name}"] = (f"{name}: {len(sub.train)} train reports, {result.steps} steps, template {family}"
-                                + (f" (validation R-L {chosen})" if chosen else ""))
-    return result.adapter
-
-
-def _draft(drafter: ModelDrafter, requests: list[DraftRequest], batch: int, progress: bool, what: str) -> list[str]:
-    from tqdm.auto import tqdm
-
-    out: list[str] = []
-    for i in tqdm(range(0, len(requests), batch), desc=f"drafting ({what})", disable=not progress, unit="batch"):
-        out += [d.text for d in drafter.draft(requests[i : i + batch])]
-    return out
+    note = f"{name}: {len(sub.train)} train reports, {result.steps} steps, template {family}"
+    return result.adapter, note + (f" (validation R-L {chosen})" if chosen else "")
 
 
 def _write_pairs(examples: list[ds.Example], path: Path) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.adapters import BASE, SHARED, AdapterSpec, next_version, read_spec
+from model.adapters import BASE, SHARED, AdapterSpec, next_version, route, serving_specs
 from model.drafter import DraftRequest, ModelDrafter
 from model.loader import load_model
 from storage.repository import Repository
@@ -57,10 +57,7 @@ class Refitter:
 
     def targets(self, data: ds.Dataset) -> list[str]:
         """The shared adapter, and one per institution with enough signed reports."""
-        counts: dict[str, int] = {}
-        for e in data.train:
-            counts[e.institution] = counts.get(e.institution, 0) + 1
-        return [SHARED] + sorted(i for i, n in counts.items() if n >= self.recipe.min_examples)
+        return [SHARED] + ds.institutions_with(data.train, self.recipe.min_examples)
 
     def refit_all(self, trigger: str = "manual") -> list[Outcome]:
         data = self.dataset(time.time())
@@ -138,9 +135,7 @@ class Refitter:
 
     def champion_for(self, name: str) -> AdapterSpec | None:
         """What serves this adapter's reports today: its own champion, else the shared one, else the base."""
-        champions = self.repository.champions()
-        row = champions.get(name) or (champions.get(SHARED) if name != SHARED else None)
-        return read_spec(Path(row.path)) if row else None
+        return route(name, serving_specs(self.repository.champions()))
 
     # -- the alias -----------------------------------------------------------------------------------
     def promote(self, name: str, version: str) -> None:
@@ -180,17 +175,23 @@ class Refitter:
         return score_with(self._eval_drafter(), examples, slots, use)
 
 
+def draft_texts(drafter: ModelDrafter, examples: list[ds.Example], use: str | None, batch: int = 16,
+                progress: bool = False, what: str = "") -> list[str]:
+    """Drafts of ``examples`` with the adapter in slot ``use``, BASE, or routed by institution (None)."""
+    from tqdm.auto import tqdm
+
+    out: list[str] = []
+    for i in tqdm(range(0, len(examples), batch), desc=f"drafting ({what})", disable=not progress, unit="batch"):
+        out += [d.text for d in drafter.draft([DraftRequest(e.institution, e.accession, e.findings, e.language, use)
+                                               for e in examples[i : i + batch]])]
+    return out
+
+
 def score_with(drafter: ModelDrafter, examples: list[ds.Example], slots: dict[str, AdapterSpec],
                use: str) -> list[ReportScore]:
     """Draft ``examples`` with the adapter in slot ``use`` (or BASE) and score them."""
     drafter.set_adapters(slots)
-    texts: list[str] = []
-    for i in range(0, len(examples), 16):
-        batch = examples[i : i + 16]
-        drafts = drafter.draft([DraftRequest(e.institution, e.accession, e.findings, e.language, adapter=use)
-                                for e in batch])
-        texts += [d.text for d in drafts]
-    return score_drafts(examples, texts)
+    return score_drafts(examples, draft_texts(drafter, examples, use))
 
 
 def select_template(model_path: Path, name: str, sub: ds.Dataset, recipe: Recipe, work: Path,

@@ -72,6 +72,9 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(settings, start_w
                        150 + len(keys) // 20, "every report drafted and scored after the restart")
     except AssertionError:
         print(json.dumps(second.get("/api/debug/tasks")["partitions"]))  # where the consumer stands
+        print(f"drafted {repo.count(DraftRow)}, scored {repo.count(ScoreRow)} of {len(keys)}; "
+              f"stats {second.get('/api/stats')}")
+        print(second.log_path.read_text()[-4000:])
         raise
     # exactly once: one draft and one score per exam, and nothing else
     assert repo.count(DraftRow) == len(keys) == repo.count(DraftRow, keys)
