@@ -27,11 +27,26 @@ from storage.tables import AlertRow, DraftRow, DriftChunkRow, OrderRow, SignedRe
 from streams import drift as drift_rules
 from streams import pairing
 from streams.dashboard import register_pages
-from streams.diagnostics import consumer_lag, lost_offsets
+from streams.diagnostics import (
+    RefusedGaps,
+    consumer_lag,
+    guard_offsets,
+    lost_offsets,
+    note_log_starts,
+    reread_from_committed,
+    tidy_acked,
+)
 from streams.topics import TopicNames
 from streams.worklist import WebWorklist, WorklistSender, draft_payload_to_message
 
 log = logging.getLogger(__name__)
+
+# A dropped offset is neither acked nor held by any stream, which no healthy state shows for
+# long. Right after a seek the head shows it too, until its record is delivered: well under a
+# second, unless a full stream buffer holds the fetch loop back, hence the longer patience.
+HOLE_CHECK_SECONDS = 2.0
+HOLE_PATIENCE_SECONDS = 5.0
+SEEK_PATIENCE_SECONDS = 60.0
 
 
 def create_app(settings: Settings, drafter: Drafter | None, repository: Repository) -> faust.App:
@@ -151,7 +166,7 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
                 finally:
                     await consumer.stop()
 
-    stats = {"drafted": 0, "scored": 0, "adapter_swaps": 0, "offsets_reread": 0, "halves_from_storage": 0, "worklist_delivered": 0, "worklist_failed": 0}
+    stats = {"drafted": 0, "scored": 0, "adapter_swaps": 0, "offsets_reread": 0, "acks_tidied": 0, "gaps_refused": 0, "halves_from_storage": 0, "worklist_delivered": 0, "worklist_failed": 0}
     metrics.counter("radflow_worker_events_total", "Work done by this worker since it started, by kind.",
                     lambda: [({"kind": k}, v) for k, v in stats.items()])
     metrics.gauge("radflow_consumer_lag", "Records not yet processed, per topic partition (highwater - committed).",
@@ -261,22 +276,44 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
             stats["worklist_delivered" if outcome in ("AA", "CA") else "worklist_failed"] += 1
             await asyncio.to_thread(repository.set_delivery, payload["institution"], payload["accession"], outcome)
 
-    suspects: dict[Any, tuple[int, int]] = {}
+    suspects: dict[Any, tuple[int, float]] = {}  # partition -> (committed offset, first seen stuck)
 
-    @app.timer(interval=10.0)
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's stubs reject async receivers
+    async def commit_at_least_once(sender: Any, *args: Any, **kwargs: Any) -> None:
+        guard_offsets(app)  # before any record of the new assignment arrives (args: the assignment)
+        try:
+            await note_log_starts(app, args[0])
+        except Exception as exc:  # never fail a rebalance over it; heads then come from commits only
+            log.warning("log start offsets unavailable (%s)", type(exc).__name__)
+
+    @app.timer(interval=HOLE_CHECK_SECONDS)
     async def reread_lost_offsets() -> None:
-        """Self-healing for the stall of issue #8: offsets Faust read and dropped without processing
-        are read again from the committed offset (at-least-once; every write is keyed, so a
-        re-read never duplicates). Acts only on a hole seen unchanged on two ticks in a row."""
+        """Self-healing for the stalls of issue #8. Offsets Faust read and dropped without
+        processing are read again from the committed offset (at-least-once; every write is keyed,
+        so a re-read never duplicates). Acts on a hole whose committed offset stays put for
+        HOLE_PATIENCE_SECONDS; everything uncommitted is processed again, so sooner is cheaper.
+        Duplicate acks, which would make the commit crawl, are dropped on every tick."""
         nonlocal suspects
+        guard_offsets(app)
+        stats["acks_tidied"] += tidy_acked(app)
+        stats["gaps_refused"] = RefusedGaps.refused
+        now = time.monotonic()
         found = lost_offsets(app)
-        for tp, (committed, first) in found.items():
-            if suspects.get(tp) == (committed, first):
-                log.warning("%s[%d]: offsets %d-%d were read but never processed; reading them again",
-                            tp.topic, tp.partition, committed, first - 1)
-                stats["offsets_reread"] += first - committed
-                await app.consumer.seek(tp, committed)
-        suspects = {tp: hole for tp, hole in found.items() if suspects.get(tp) != hole}
+        suspects = {tp: suspects[tp] if suspects.get(tp, (None,))[0] == hole.start else (hole.start, now)
+                    for tp, hole in found.items()}
+        stuck = {tp: hole for tp, hole in found.items()
+                 if now - suspects[tp][1] >= (SEEK_PATIENCE_SECONDS if hole.at_seek else HOLE_PATIENCE_SECONDS)}
+        try:
+            healed = bool(stuck) and await reread_from_committed(app)
+        except Exception as exc:  # e.g. the broker is away: keep the worker, try on the next tick
+            log.warning("re-reading lost offsets failed (%s); trying again", type(exc).__name__)
+            healed = False
+        if healed:
+            for tp, hole in stuck.items():
+                log.warning("%s[%d]: offsets %d-%d were read but never processed; reading from %d again",
+                            tp.topic, tp.partition, hole.start, hole.end - 1, hole.start)
+                stats["offsets_reread"] += hole.end - hole.start
+            suspects = {}
 
     register_pages(app, settings, repository, stats, WebWorklist(repository, reports), metrics)
     app.radflow_topics = names  # type: ignore[attr-defined]
