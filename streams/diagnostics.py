@@ -87,8 +87,12 @@ def lost_offsets(app: Any) -> dict[Any, Hole]:
     consumer = app.consumer
     held = held_offsets(app)
     out = {}
-    for tp, read in list(consumer._read_offset.items()):
+    partitions = set(consumer._read_offset) | set(consumer._acked)
+    for tp in partitions:
         committed = head_offset(consumer, tp)
+        read = consumer._read_offset.get(tp)
+        if read is None:  # a seek to 0 leaves no read offset: what was acked shows the reading
+            read = max(consumer._acked.get(tp) or (), default=None)
         if committed is None or read is None or read < committed:
             continue  # no known head, or nothing read past it
         at_seek = read == committed  # a seek sets the read offset to the head
@@ -205,7 +209,7 @@ def tidy_acked(app: Any) -> int:
 async def reread_from_committed(app: Any, settle: float = 0.2) -> bool:
     """Read every assigned partition again from its committed offset, as Faust itself does after
     a rebalance: stop the flow, let the fetch loop give up the batch it was delivering, seek all
-    partitions, resume. All of them, because stopping the flow cuts that batch short on every
+    partitions (those never committed to their log start), resume. All of them, because stopping the flow cuts that batch short on every
     partition, and only a seek back brings its remaining records again. Seeking one partition
     under a running fetch is worse: a record fetched before the seek lands after it and moves the
     read offset past the re-read. Returns False when Faust is rebalancing (it seeks itself)."""
@@ -220,6 +224,11 @@ async def reread_from_committed(app: Any, settle: float = 0.2) -> bool:
             return False
         await consumer.perform_seek()
         for tp in consumer.assignment():
+            head = head_offset(consumer, tp)
+            if consumer._committed_offset.get(tp) is None and head is not None:
+                # aiokafka seeks only to a committed offset above 0, so a partition with no
+                # commit yet keeps its position: take it back to where its log starts
+                await consumer.seek(tp, head)
             gaps = consumer._gap.get(tp)
             if gaps:  # re-reading finds real gaps again; false ones must not count as acked
                 gaps.clear()
