@@ -6,6 +6,7 @@ import asyncio
 from collections import defaultdict
 from typing import Any, NamedTuple
 
+from faust.types.tuples import ack_lock
 from intervaltree import IntervalTree
 
 
@@ -33,9 +34,7 @@ def consumer_state(app: Any) -> list[dict[str, Any]]:
         paused = set(consumer._thread._consumer.paused())  # aiokafka's view
     except Exception:  # another transport, or not started yet
         pass
-    in_flight: dict[Any, list[int]] = {}
-    for message in list(consumer._unacked_messages):
-        in_flight.setdefault(message.tp, []).append(message.offset)
+    in_flight = in_flight_offsets(consumer)
     out = []
     for tp in sorted(consumer.assignment()):
         acked = sorted(consumer._acked.get(tp, ()))
@@ -54,13 +53,19 @@ def consumer_state(app: Any) -> list[dict[str, Any]]:
     return out
 
 
+def in_flight_offsets(consumer: Any) -> dict[Any, set[int]]:
+    """Offsets taken by a stream and not yet acked, per partition."""
+    in_flight: dict[Any, set[int]] = {}
+    for message in list(consumer._unacked_messages):
+        if not message.acked:
+            in_flight.setdefault(message.tp, set()).add(message.offset)
+    return in_flight
+
+
 def held_offsets(app: Any) -> dict[Any, set[int]]:
     """Offsets some stream still holds: delivered and not yet acked, or waiting in a channel's
     queue (Faust tracks a message only once a stream takes it from the queue)."""
-    held: dict[Any, set[int]] = {}
-    for message in list(app.consumer._unacked_messages):
-        if not message.acked:
-            held.setdefault(message.tp, set()).add(message.offset)
+    held = in_flight_offsets(app.consumer)
     for channel in list(getattr(app.topics, "_topics", ())):
         queue = getattr(getattr(channel, "_queue", None), "_queue", ())  # the channel's asyncio.Queue's deque
         for event in list(queue):
@@ -174,8 +179,8 @@ def guard_offsets(app: Any) -> None:
             head = head_offset(consumer, tp)
             if head is not None and min(acked) > head:
                 return None  # the head is missing: in flight, or dropped (lost_offsets finds it)
-            held = [m.offset for m in list(consumer._unacked_messages) if m.tp == tp and not m.acked]
-            if head is None and held and min(held) < min(acked):
+            held = in_flight_offsets(consumer).get(tp) if head is None else None
+            if held and min(held) < min(acked):
                 return None  # no head known: at least never pass what a stream still holds
         return faust_new_offset(tp)
 
@@ -191,11 +196,9 @@ def tidy_acked(app: Any) -> int:
     same offsets read again; seen once in 17 SIGKILL runs) the commit crawls one offset per
     commit interval, and hours of work look stuck. Duplicates and offsets already committed mean
     nothing there."""
-    from faust.types.tuples import ack_lock  # the lock Faust's own ack() holds
-
     consumer = app.consumer
     removed = 0
-    with ack_lock:
+    with ack_lock:  # the lock Faust's own ack() holds
         for tp, acked in list(consumer._acked.items()):
             committed = consumer._committed_offset.get(tp)
             keep = sorted({o for o in acked if committed is None or o >= committed})
@@ -209,10 +212,11 @@ def tidy_acked(app: Any) -> int:
 async def reread_from_committed(app: Any, settle: float = 0.2) -> bool:
     """Read every assigned partition again from its committed offset, as Faust itself does after
     a rebalance: stop the flow, let the fetch loop give up the batch it was delivering, seek all
-    partitions (those never committed to their log start), resume. All of them, because stopping the flow cuts that batch short on every
-    partition, and only a seek back brings its remaining records again. Seeking one partition
-    under a running fetch is worse: a record fetched before the seek lands after it and moves the
-    read offset past the re-read. Returns False when Faust is rebalancing (it seeks itself)."""
+    partitions (those never committed to their log start), resume. All of them, because
+    stopping the flow cuts that batch short on every partition, and only a seek back brings its
+    remaining records again. Seeking one partition under a running fetch is worse: a record
+    fetched before the seek lands after it and moves the read offset past the re-read.
+    Returns False when Faust is rebalancing (it seeks itself)."""
     consumer = app.consumer
     if app.rebalancing or not consumer.flow_active:
         return False
