@@ -41,7 +41,8 @@ $(VENV)/.system: | $(STAMP)
 	fi
 	@touch $@
 
-test: $(STAMP) $(VENV)/.system  ## the whole test suite (unit, then integration against the embedded broker)
+test: $(STAMP) $(VENV)/.system  ## mypy, then the whole test suite (unit, then integration against the embedded broker)
+	$(BIN)/mypy radflow ingest streams model training storage
 	$(BIN)/pytest
 
 test-unit: $(STAMP)

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from model.scoring import rouge  # noqa: E402
 from radflow.demodata import generate_reports  # noqa: E402
-from streams import rouge  # noqa: E402
 
 REPORTS = ROOT.parent / "shared" / "corpora" / "reports"
 

@@ -12,8 +12,9 @@ import time
 from datetime import UTC, datetime
 
 from ingest.hl7 import Encoding, HL7Message, escape
+from radflow.codes import AckCode
 
-ACCEPT, ERROR, REJECT = "AA", "AE", "AR"
+ACCEPT, ERROR, REJECT = AckCode.ACCEPT, AckCode.ERROR, AckCode.REJECT
 _counter = itertools.count(1)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from radflow.codes import language_of  # noqa: F401  # re-exported: ingest.reports reads it here
+
 #: Section titles as they open a block of text (Chinese and English exports).
 SECTION_TITLE = re.compile(
     r"^\s*(?:【[^】]{1,12}】|\[[A-Za-z ]{1,20}\]|"
@@ -31,12 +33,7 @@ DEFAULT_BOILERPLATE: tuple[str, ...] = (
 )
 
 _SENTENCE = re.compile(r"[^。；;！!？?\n]+[。；;！!？?]?|\n")
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 _LIST_MARK = re.compile(r"^\s*(?:\d{1,2}[.、)）]|[（(]\d{1,2}[)）]|[-*•])\s*")
-
-
-def language_of(text: str) -> str:
-    return "zh" if _CJK.search(text) else "en"
 
 
 def clean_text(text: str, boilerplate: Iterable[str] = DEFAULT_BOILERPLATE) -> str:

@@ -8,9 +8,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-#: OBR-25 result status values radflow acts on.
-PRELIMINARY, FINAL, CORRECTED, CANCELLED = "P", "F", "C", "X"
-SIGNED_STATUSES = frozenset({FINAL, CORRECTED})
+from radflow.codes import SIGNED_STATUSES, ResultStatus
+
+#: OBR-25 result status values radflow acts on (names kept for ingest's readers).
+PRELIMINARY, FINAL = ResultStatus.PRELIMINARY, ResultStatus.FINAL
+CORRECTED, CANCELLED = ResultStatus.CORRECTED, ResultStatus.CANCELLED
 
 
 class _JsonEvent:

@@ -22,12 +22,13 @@ from ingest.hl7 import HL7Message, parse
 from ingest.mapping import DEFAULT_MAPPING, FieldMapping
 from ingest.reports import classify, to_order_event, to_report_event
 from ingest.sink import EventSink
+from radflow.codes import COMMIT_OF, AckCode
 from radflow.errors import HL7ParseError, UnsupportedMessage
 from radflow.metrics import Registry
 
 log = logging.getLogger(__name__)
 
-_COMMIT = {ACCEPT: "CA", ERROR: "CE", REJECT: "CR"}
+_COMMIT = COMMIT_OF  # enhanced mode (MSH-15 set): commit accept, error, reject
 DEFAULT_DEDUP_WINDOW = 100_000
 
 
@@ -161,4 +162,4 @@ def _answer(msg: HL7Message | None, code: str, error_code: str = "", error_text:
     ok = code == ACCEPT
     if condition == "NE" or (condition == "ER" and ok) or (condition == "SU" and not ok):
         return b""
-    return build_ack(msg, _COMMIT[code], error_code, error_text)
+    return build_ack(msg, _COMMIT[AckCode(code)], error_code, error_text)

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ingest.clean import DEFAULT_BOILERPLATE
+from radflow.codes import BODY_SYSTEMS
 from radflow.errors import IngestError
-
-BODY_SYSTEMS = ("chest", "abdomen", "musculoskeletal", "head", "maxillofacial_neck", "other")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from ingest.clean import clean_text, language_of
 from ingest.events import OrderEvent, ReportEvent
 from ingest.hl7 import HL7Message
 from ingest.mapping import DEFAULT_MAPPING, FieldMapping
+from radflow.codes import CLASSIFIED_BODY_SYSTEMS, BodySystem, ResultStatus
 from radflow.errors import HL7ParseError, UnsupportedMessage
 
 #: Message types acknowledged without processing (nothing for radflow to draft in them).
@@ -19,7 +20,7 @@ IGNORED_TYPES = frozenset({"ADT", "ACK", "SIU", "MDM", "DFT", "BAR", "QRY", "QBP
 ORDER_TYPES = frozenset({"ORM", "OMI", "OMG", "OML", "ORL", "OMP", "RDE"})
 SUPPORTED_VERSIONS = ("2.",)  # an empty MSH-12 is read as v2 too, as Mirth and HAPI do
 
-BODY_SYSTEMS = ("chest", "abdomen", "musculoskeletal", "head", "maxillofacial_neck")
+BODY_SYSTEMS = CLASSIFIED_BODY_SYSTEMS
 # Order matters: spine before neck (颈椎 is musculoskeletal, 颈部 is neck).
 _BODY_SYSTEM_RULES: tuple[tuple[str, str], ...] = (
     ("musculoskeletal", r"椎|膝|肩|髋|踝|腕|肘|骨|关节|spine|spinal|lumbar|knee|shoulder|hip|ankle|wrist|elbow|bone|joint|msk"),
@@ -60,7 +61,7 @@ def body_system_of(exam: str) -> str:
     for system, pattern in _BODY_SYSTEM_RULES:
         if re.search(pattern, lowered):
             return system
-    return "other"
+    return BodySystem.OTHER.value
 
 
 def modality_of(msg: HL7Message, obr: tuple[str, ...], exam: str) -> str:
@@ -103,7 +104,7 @@ def to_report_event(msg: HL7Message, mapping: FieldMapping = DEFAULT_MAPPING) ->
     impression_raw = "\n".join(impression_parts).strip()
     if len(findings_raw) > MAX_TEXT or len(impression_raw) > MAX_TEXT:
         raise HL7ParseError(f"findings or impression longer than {MAX_TEXT} characters", code="102")
-    status = (msg.field(obr, 25) or next((s for s in statuses if s), "") or "F").upper()[:1]
+    status = (msg.field(obr, 25) or next((s for s in statuses if s), "") or ResultStatus.FINAL).upper()[:1]
     return ReportEvent(
         institution=institution,
         accession=accession,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from radflow.errors import BrokerError
 
@@ -22,7 +22,7 @@ class KafkaSink:
     def __init__(self, bootstrap_servers: str, timeout: float = 15.0) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.timeout = timeout
-        self._producer = None
+        self._producer: Any = None  # an AIOKafkaProducer once started
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer

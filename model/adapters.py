@@ -1,7 +1,8 @@
 """LoRA adapters on disk: ``<adapter dir>/<name>/<version>/``, where the name is ``shared`` or an
 institution (MSH-4). Each version keeps the prompt template it was trained with, so it is never
 served with another. Which version serves is not decided here: the champion alias lives in
-storage (``training.registry``), old versions stay on disk for rollback.
+storage (``AdapterRow.status``, set by ``training.refit`` through ``storage.repository``), old
+versions stay on disk for rollback.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from model.loader import LoadedModel
 from model.prompts import PromptTemplate, template_for
 
 if TYPE_CHECKING:
-    from model.retrieval import CaseIndex
+    from model.cases import CaseSource as CaseIndex  # the protocol model.retrieval.CaseIndex implements
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ def load_model(path: Path, device: str | None = None, setting: str = "RADFLOW_MO
     except (OSError, ValueError) as exc:
         raise ModelError(f"{setting}={path} could not be loaded: {exc}") from exc
     if not quantized:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers types the wrapped to() by its first use
     model.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:

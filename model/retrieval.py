@@ -13,12 +13,12 @@ import math
 import re
 import threading
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from functools import lru_cache
 
+from model.cases import Case
 from model.drafter import Draft, DraftRequest
+from radflow.codes import CJK
 
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 _WORD = re.compile(r"[\w\u4e00-\u9fff]+")
 
 
@@ -32,16 +32,9 @@ def _jieba():
 
 def tokens(text: str) -> list[str]:
     """Words for matching: jieba for Chinese, lower-cased words otherwise; no punctuation."""
-    if _CJK.search(text):
+    if CJK.search(text):
         return [w for w in _jieba().lcut(text) if _WORD.fullmatch(w)]
     return _WORD.findall(text.lower())
-
-
-@dataclass(frozen=True)
-class Case:
-    key: str  # accession, so a report never retrieves itself
-    findings: str
-    impression: str
 
 
 class BM25:

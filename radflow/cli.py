@@ -9,6 +9,7 @@ import sys
 from datetime import UTC
 from pathlib import Path
 
+from radflow.codes import DELIVERED_ACKS
 from radflow.errors import RadflowError
 from radflow.settings import Settings
 
@@ -158,7 +159,7 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
             await sink.stop()
         for stored, code in results:
             print(f"{stored.position:<10} {code}")
-        stored_ok = sum(code in ("AA", "CA") for _, code in results)
+        stored_ok = sum(code in DELIVERED_ACKS for _, code in results)
         print(f"{stored_ok} of {len(results)} replayed letters are now stored")
         return 0 if stored_ok == len(results) else 1
 

@@ -9,6 +9,7 @@ import time
 from contextlib import ExitStack
 
 from ingest.mllp import MLLPClient, ack_code
+from model.scoring.aggregate import ROUGE, pooled
 from radflow.demodata import FeedItem, feed, generate_reports
 from radflow.services import (
     ensure_model,
@@ -78,8 +79,8 @@ def score_table(repo: Repository, keys: set[tuple[str, str]] | None = None) -> s
     for r in rows:
         lines.append(f"{r['institution']:<12} {r['n']:>4} {r['rouge1']:>6.3f} {r['rouge2']:>6.3f} {r['rougeL']:>6.3f}")
     if rows:
-        n = sum(r["n"] for r in rows)
-        mean = {k: sum(r[k] * r["n"] for r in rows) / n for k in ("rouge1", "rouge2", "rougeL")}
+        mean = pooled(rows, ROUGE)
+        n = int(mean["n"])
         lines.append("-" * 38)
         lines.append(f"{'all':<12} {n:>4} {mean['rouge1']:>6.3f} {mean['rouge2']:>6.3f} {mean['rougeL']:>6.3f}")
     return "\n".join(lines)

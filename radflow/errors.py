@@ -7,6 +7,7 @@
     │   ├── HL7ParseError      bytes that are not an HL7 v2 message we can read
     │   └── UnsupportedMessage a readable message we reject (type or version)
     ├── BrokerError            the Kafka-wire broker cannot be started or reached
+    ├── StreamsError           a topic record is unreadable, or the stream library is not the verified one
     ├── ModelError             a model cannot be loaded, bootstrapped or run
     ├── TrainingError          a refit cannot run or its data is unusable
     └── StorageError           the database cannot be reached or written
@@ -54,6 +55,10 @@ class UnsupportedMessage(IngestError):
 
 class BrokerError(RadflowError):
     """The Kafka-wire broker cannot be started or reached."""
+
+
+class StreamsError(RadflowError):
+    """A topic record cannot be read, or the installed Faust is outside the verified range."""
 
 
 class ModelError(RadflowError):

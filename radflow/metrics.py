@@ -31,6 +31,9 @@ class _Metric:
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
 
+    def render(self) -> list[str]:
+        raise NotImplementedError
+
 
 Collect = Callable[[], Iterable[tuple[dict[str, str], float]]]
 

@@ -16,7 +16,6 @@ from ingest.mapping import load_mappings
 from ingest.service import IngestService, start_ingest, tls_context
 from model.bootstrap import BootstrapConfig, bootstrap
 from radflow.broker import EmbeddedBroker, ensure_topics
-from radflow.demodata import generate_reports, write_pairs
 from radflow.errors import RadflowError
 from radflow.settings import Settings
 from streams.topics import TopicNames
@@ -50,6 +49,8 @@ def ensure_model(settings: Settings, progress: bool = True) -> Path:
     """The configured model, or the bootstrap model (trained once, then cached)."""
     if settings.model_path:
         return Path(settings.model_path)
+    from radflow.demodata import generate_reports, write_pairs  # demo data: only when a demo model is made
+
     pairs = write_pairs(generate_reports(TRAIN_PER_SEGMENT, seed=TRAIN_SEED), settings.home / "demo" / "train_pairs.jsonl")
     return bootstrap(pairs, settings.resolved_model_path, BootstrapConfig(steps=settings.bootstrap_steps), progress=progress)
 
@@ -135,20 +136,22 @@ def adapter_publisher(settings: Settings):  # -> training.refit.Publish
     """Sends promotion events to the adapters topic, which every draft worker reads. If the
     broker is unreachable the promotion still stands in storage, and workers load it when they
     next start; the warning says so."""
-    import json
     import logging
 
     from aiokafka import AIOKafkaProducer
+
+    from streams.records import AdapterEvent
 
     log = logging.getLogger(__name__)
     topic = TopicNames(settings.topic_prefix).adapters
 
     async def send(event: dict) -> None:
+        record = AdapterEvent.from_dict(event)  # the adapters topic carries this record
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                                     enable_idempotence=False, request_timeout_ms=10000)
         await producer.start()
         try:
-            await producer.send_and_wait(topic, json.dumps(event).encode(), key=event["name"].encode())
+            await producer.send_and_wait(topic, record.to_json(), key=record.name.encode())
         finally:
             await producer.stop()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from radflow.codes import WorkerRole
 from radflow.errors import SettingsError
 
 PREFIX = "RADFLOW_"
@@ -126,7 +127,7 @@ class Settings:
         for name in ("partitions", "draft_batch", "max_new_tokens", "bootstrap_steps", "drift_chunk"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_var(name)} must be at least 1, got {getattr(self, name)}")
-        if self.worker_role not in ("all", "draft", "quality"):
+        if self.worker_role not in set(WorkerRole):
             raise SettingsError(f"{_var('worker_role')}={self.worker_role!r} is not all, draft or quality")
         if self.retrieval_k < 0:
             raise SettingsError(f"{_var('retrieval_k')} must be 0 or more, got {self.retrieval_k}")

@@ -8,8 +8,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, func, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, SQLModel, col, create_engine, select
 
+from model.scoring.aggregate import METRICS, ROUGE, means
+from radflow.codes import SIGNED_STATUSES, AdapterStatus, DraftStatus, ResultStatus
 from radflow.errors import StorageError
 from storage.tables import (
     AdapterEvalRow,
@@ -55,7 +57,8 @@ class Repository:
                 for column in table.columns:
                     if column.name in existing:
                         continue
-                    default = column.default.arg if column.default is not None and not callable(column.default.arg) else None
+                    arg = getattr(column.default, "arg", None)  # a scalar default; callables (time.time) are left out
+                    default = None if arg is None or callable(arg) else arg
                     ddl = f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"
                     if default is not None:
                         ddl += f" DEFAULT {_literal(default)}"
@@ -105,14 +108,14 @@ class Repository:
             for draft in session.exec(
                 select(DraftRow).where(DraftRow.institution == institution, DraftRow.accession == accession)
             ):
-                draft.status = "retracted"
+                draft.status = DraftStatus.RETRACTED
                 session.add(draft)
             for report in session.exec(
                 select(SignedReportRow).where(
                     SignedReportRow.institution == institution, SignedReportRow.accession == accession
                 )
             ):
-                report.status = "X"
+                report.status = ResultStatus.CANCELLED
                 session.add(report)
             session.commit()
 
@@ -137,13 +140,13 @@ class Repository:
 
     def recent_scores(self, limit: int = 200) -> list[ScoreRow]:
         with Session(self.engine) as session:
-            return list(session.exec(select(ScoreRow).order_by(ScoreRow.created_at.desc()).limit(limit)).all())
+            return list(session.exec(select(ScoreRow).order_by(col(ScoreRow.created_at).desc()).limit(limit)).all())
 
     def score_summary(self, window: int = 0, keys: set[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
         """Mean ROUGE per institution (over its last ``window`` scores when window > 0; only the
         given (institution, accession) keys when set)."""
         with Session(self.engine) as session:
-            rows = session.exec(select(ScoreRow).order_by(ScoreRow.created_at.desc())).all()
+            rows = session.exec(select(ScoreRow).order_by(col(ScoreRow.created_at).desc())).all()
         if keys is not None:
             rows = [r for r in rows if (r.institution, r.accession) in keys]
         per: dict[str, list[ScoreRow]] = defaultdict(list)
@@ -153,17 +156,9 @@ class Repository:
         out = []
         for institution in sorted(per):
             items = per[institution]
-            n = len(items)
-            out.append(
-                {
-                    "institution": institution,
-                    "n": n,
-                    "rouge1": sum(r.rouge1 for r in items) / n,
-                    "rouge2": sum(r.rouge2 for r in items) / n,
-                    "rougeL": sum(r.rougeL for r in items) / n,
-                    "body_systems": sorted({r.body_system for r in items}),
-                }
-            )
+            m = means(items)
+            out.append({"institution": institution, "n": len(items), **{k: m[k] for k in ROUGE},
+                        "body_systems": sorted({r.body_system for r in items})})
         return out
 
     def drift_chunks(self, institution: str | None = None, body_system: str | None = None,
@@ -176,16 +171,16 @@ class Repository:
                 stmt = stmt.where(DriftChunkRow.body_system == body_system)
             if adapter_version is not None:
                 stmt = stmt.where(DriftChunkRow.adapter_version == adapter_version)
-            return list(session.exec(stmt.order_by(DriftChunkRow.chunk)).all())
+            return list(session.exec(stmt.order_by(col(DriftChunkRow.chunk))).all())
 
     def alerts(self, limit: int = 50) -> list[AlertRow]:
         with Session(self.engine) as session:
-            return list(session.exec(select(AlertRow).order_by(AlertRow.created_at.desc()).limit(limit)).all())
+            return list(session.exec(select(AlertRow).order_by(col(AlertRow.created_at).desc()).limit(limit)).all())
 
     def segment_summary(self, window: int = 0) -> list[dict[str, Any]]:
         """Mean metrics per institution × body system (over the last ``window`` scores if > 0)."""
         with Session(self.engine) as session:
-            rows = session.exec(select(ScoreRow).order_by(ScoreRow.created_at.desc())).all()
+            rows = session.exec(select(ScoreRow).order_by(col(ScoreRow.created_at).desc())).all()
         per: dict[tuple[str, str], list[ScoreRow]] = defaultdict(list)
         for row in rows:
             key = (row.institution, row.body_system)
@@ -193,13 +188,9 @@ class Repository:
                 per[key].append(row)
         out = []
         for (institution, body_system), items in sorted(per.items()):
-            n = len(items)
-            out.append({
-                "institution": institution, "body_system": body_system, "n": n,
-                "rouge1": sum(r.rouge1 for r in items) / n, "rouge2": sum(r.rouge2 for r in items) / n,
-                "rougeL": sum(r.rougeL for r in items) / n,
-                "missed_rate": sum(1 for r in items if r.missed) / n, "over_rate": sum(1 for r in items if r.over) / n,
-            })
+            m = means(items)
+            out.append({"institution": institution, "body_system": body_system, "n": len(items),
+                        **{k: m[k] for k in METRICS}})
         return out
 
     def pairs(self, institution: str, body_system: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -212,15 +203,15 @@ class Repository:
             )
             if body_system:
                 stmt = stmt.where(ScoreRow.body_system == body_system)
-            rows = session.exec(stmt.order_by(ScoreRow.created_at.desc()).limit(limit)).all()
+            rows = session.exec(stmt.order_by(col(ScoreRow.created_at).desc()).limit(limit)).all()
         return [{"score": s, "draft": d, "signed": r} for s, d, r in rows]
 
     def pending_drafts(self, limit: int = 100) -> list[DraftRow]:
         """Drafts with no signed report yet, oldest first."""
         with Session(self.engine) as session:
             signed = select(SignedReportRow.accession).where(SignedReportRow.institution == DraftRow.institution)
-            stmt = (select(DraftRow).where(DraftRow.status == "draft", DraftRow.accession.not_in(signed))  # type: ignore[attr-defined]
-                    .order_by(DraftRow.created_at).limit(limit))
+            stmt = (select(DraftRow).where(DraftRow.status == DraftStatus.DRAFT, DraftRow.accession.not_in(signed))  # type: ignore[attr-defined]
+                    .order_by(col(DraftRow.created_at)).limit(limit))
             return list(session.exec(stmt).all())
 
     def set_delivery(self, institution: str, accession: str, outcome: str) -> None:
@@ -237,7 +228,7 @@ class Repository:
                      until: float | None = None) -> list[SignedReportRow]:
         """Signed (F) and corrected (C) reports with an impression, received in [since, until]."""
         with Session(self.engine) as session:
-            stmt = select(SignedReportRow).where(SignedReportRow.status.in_(("F", "C")),  # type: ignore[attr-defined]
+            stmt = select(SignedReportRow).where(SignedReportRow.status.in_(sorted(SIGNED_STATUSES)),  # type: ignore[attr-defined]
                                                  SignedReportRow.impression != "")
             if institution:
                 stmt = stmt.where(SignedReportRow.institution == institution)
@@ -245,7 +236,7 @@ class Repository:
                 stmt = stmt.where(SignedReportRow.received_at >= since)
             if until is not None:
                 stmt = stmt.where(SignedReportRow.received_at <= until)
-            return list(session.exec(stmt.order_by(SignedReportRow.id)).all())
+            return list(session.exec(stmt.order_by(col(SignedReportRow.id))).all())
 
     # -- adapters and training runs ---------------------------------------------------------
     def save(self, row: Any) -> Any:
@@ -261,11 +252,11 @@ class Repository:
             stmt = select(AdapterRow)
             if name is not None:
                 stmt = stmt.where(AdapterRow.name == name)
-            return list(session.exec(stmt.order_by(AdapterRow.name, AdapterRow.version)).all())
+            return list(session.exec(stmt.order_by(col(AdapterRow.name), col(AdapterRow.version))).all())
 
     def champions(self) -> dict[str, AdapterRow]:
         """The serving version of each adapter name."""
-        return {row.name: row for row in self.adapters() if row.status == "champion"}
+        return {row.name: row for row in self.adapters() if row.status == AdapterStatus.CHAMPION}
 
     def promote(self, name: str, version: str) -> AdapterRow:
         """Make ``name/version`` the champion; the previous champion is retired (kept for rollback)."""
@@ -275,10 +266,10 @@ class Repository:
             if target is None:
                 raise StorageError(f"no adapter {name}/{version}")
             for row in rows:
-                if row.status == "champion" and row is not target:
-                    row.status = "retired"
+                if row.status == AdapterStatus.CHAMPION and row is not target:
+                    row.status = AdapterStatus.RETIRED
                     session.add(row)
-            target.status, target.promoted_at = "champion", _now()
+            target.status, target.promoted_at = AdapterStatus.CHAMPION, _now()
             session.add(target)
             session.commit()
             session.refresh(target)
@@ -286,14 +277,14 @@ class Repository:
 
     def rollback(self, name: str) -> AdapterRow:
         """Serve the previously promoted version of ``name`` again."""
-        rows = [r for r in self.adapters(name) if r.status in ("retired", "champion") and r.promoted_at]
-        current = next((r for r in rows if r.status == "champion"), None)
-        earlier = sorted((r for r in rows if r.status == "retired"), key=lambda r: r.promoted_at or 0.0)
+        rows = [r for r in self.adapters(name) if r.status in (AdapterStatus.RETIRED, AdapterStatus.CHAMPION) and r.promoted_at]
+        current = next((r for r in rows if r.status == AdapterStatus.CHAMPION), None)
+        earlier = sorted((r for r in rows if r.status == AdapterStatus.RETIRED), key=lambda r: r.promoted_at or 0.0)
         if not earlier:
             raise StorageError(f"adapter {name} has no earlier champion to roll back to")
         with Session(self.engine) as session:
             if current is not None:
-                current.status = "rejected"  # rolled back: never chosen again by a later rollback
+                current.status = AdapterStatus.REJECTED  # rolled back: never chosen again by a later rollback
                 session.add(current)
                 session.commit()
         return self.promote(name, earlier[-1].version)
@@ -303,13 +294,13 @@ class Repository:
             stmt = select(TrainingRunRow)
             if name is not None:
                 stmt = stmt.where(TrainingRunRow.name == name)
-            return list(session.exec(stmt.order_by(TrainingRunRow.id.desc()).limit(limit)).all())  # type: ignore[union-attr]
+            return list(session.exec(stmt.order_by(col(TrainingRunRow.id).desc()).limit(limit)).all())  # type: ignore[union-attr]
 
     def unfinished_run(self, name: str) -> TrainingRunRow | None:
         with Session(self.engine) as session:
             return session.exec(select(TrainingRunRow).where(TrainingRunRow.name == name,
                                                              TrainingRunRow.state == "running")
-                                .order_by(TrainingRunRow.id.desc())).first()  # type: ignore[union-attr]
+                                .order_by(col(TrainingRunRow.id).desc())).first()  # type: ignore[union-attr]
 
     def evals(self, run_id: int) -> list[AdapterEvalRow]:
         with Session(self.engine) as session:
@@ -317,7 +308,7 @@ class Repository:
 
     def alerts_after(self, alert_id: int) -> list[AlertRow]:
         with Session(self.engine) as session:
-            return list(session.exec(select(AlertRow).where(AlertRow.id > alert_id).order_by(AlertRow.id)).all())  # type: ignore[operator]
+            return list(session.exec(select(AlertRow).where(col(AlertRow.id) > alert_id).order_by(col(AlertRow.id))).all())
 
 
 def _now() -> float:
@@ -335,7 +326,7 @@ def _literal(value: Any) -> str:
 
 
 def _time_column(model: type[Row]) -> Any:
-    return model.received_at if model in (SignedReportRow, OrderRow) else model.created_at
+    return col(getattr(model, "received_at" if model in (SignedReportRow, OrderRow) else "created_at"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

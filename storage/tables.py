@@ -5,6 +5,8 @@ import time
 
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
+from radflow.codes import AdapterStatus, DraftStatus, ResultStatus
+
 
 class SignedReportRow(SQLModel, table=True):
     """The latest signed (F) or corrected (C) version of a report."""
@@ -45,7 +47,7 @@ class DraftRow(SQLModel, table=True):
     adapter_version: str = ""
     template_id: str = ""
     guard: str = ""  # why the text was altered or replaced: "", "empty", "repetition"
-    status: str = "draft"  # "retracted" once the exam is cancelled (OBR-25 X)
+    status: str = DraftStatus.DRAFT.value  # RETRACTED once the exam is cancelled (OBR-25 X)
     delivery: str = ""  # outcome of sending the draft to the RIS worklist: AA, AR, failed, unrouted
     latency_ms: float = 0.0
     created_at: float = Field(default_factory=time.time, index=True)
@@ -70,7 +72,7 @@ class ScoreRow(SQLModel, table=True):
     missed_concepts: str = ""  # comma-separated lexicon concepts (no report text)
     over_concepts: str = ""
     adapter_version: str = ""
-    signed_status: str = "F"
+    signed_status: str = ResultStatus.FINAL.value
     created_at: float = Field(default_factory=time.time, index=True)
 
 
@@ -144,7 +146,7 @@ class AdapterRow(SQLModel, table=True):
     path: str
     template_family: str = "1"
     base_model_id: str = ""
-    status: str = "candidate"  # candidate, champion, retired (was champion), rejected
+    status: str = AdapterStatus.CANDIDATE.value  # radflow.codes.AdapterStatus
     run_id: int | None = None
     created_at: float = Field(default_factory=time.time)
     promoted_at: float | None = None

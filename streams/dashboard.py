@@ -18,11 +18,12 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from model.scoring.rouge import segment_zh
+from radflow.codes import Language, language_of
 from radflow.metrics import CONTENT_TYPE, Registry
 from radflow.settings import Settings
 from storage.repository import Repository
-from streams.diagnostics import consumer_state
-from streams.rouge import language_of, segment_zh
+from streams.offsets import OffsetGuard
 
 ROLLING_WINDOW = 50  # signed reports per segment in the rolling means
 
@@ -30,7 +31,7 @@ Page = Callable[[View, Request], Awaitable[Response]]
 
 
 def register_pages(app: faust.App, settings: Settings, repository: Repository, stats: dict[str, int],
-                   worklist: Any = None, metrics: Registry | None = None) -> None:
+                   worklist: Any = None, metrics: Registry | None = None, offsets: OffsetGuard | None = None) -> None:
     def token_of(request: Request) -> str:
         auth = request.headers.get("Authorization", "")
         return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else request.query.get("token", "")
@@ -72,7 +73,7 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
         out = []
         for task in asyncio.all_tasks():
             out.append({"task": task.get_name(), "awaiting": _await_chain(task.get_coro())})
-        return web.json({"tasks": out, "partitions": consumer_state(app)})
+        return web.json({"tasks": out, "partitions": offsets.state() if offsets is not None else []})
 
     @app.page("/metrics")
     @protected
@@ -102,7 +103,7 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
 
 def _await_chain(coro: Any, limit: int = 30) -> list[str]:
     """The chain of awaits of a suspended coroutine, outermost first (get_stack shows one frame)."""
-    chain = []
+    chain: list[str] = []
     while coro is not None and len(chain) < limit:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) or getattr(coro, "gi_frame", None)
         if frame is not None:
@@ -209,7 +210,7 @@ finding.</p>
 def diff_html(draft: str, signed: str) -> tuple[str, str]:
     """Draft and signed text with their differences marked (<ins> only in the draft, <del> only
     in the signed impression), compared by words (jieba for Chinese)."""
-    if language_of(signed + draft) == "zh":
+    if language_of(signed + draft) == Language.ZH:
         a, b = segment_zh(signed).split(" "), segment_zh(draft).split(" ")
         joiner = ""
     else:

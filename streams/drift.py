@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-METRICS = ("rouge1", "rouge2", "rougeL", "missed_rate", "over_rate")
+from model.scoring.aggregate import METRICS
 
 
 @dataclass(frozen=True)
@@ -77,17 +77,6 @@ def _band(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return mean - 3 * sd, mean + 3 * sd
-
-
-def observation(score: dict[str, Any]) -> dict[str, float]:
-    """A score row's metrics as the monitor reads them (rates are per-draft 0/1 indicators)."""
-    return {
-        "rouge1": float(score["rouge1"]),
-        "rouge2": float(score["rouge2"]),
-        "rougeL": float(score["rougeL"]),
-        "missed_rate": 1.0 if score.get("missed", 0) else 0.0,
-        "over_rate": 1.0 if score.get("over", 0) else 0.0,
-    }
 
 
 def rebuild(chunks: list[Any], chunk_size: int, reference_chunks: int) -> DriftMonitor:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.events import ReportEvent
-from storage.tables import DraftRow, ScoreRow, SignedReportRow
-from streams.clinical import compare
-from streams.rouge import score
+from model.scoring.pair import score_pair
+from storage.tables import DraftRow, SignedReportRow
+from streams.records import DraftRecord, ScoreRecord
 
 Lookup = Callable[[str, str], dict[str, Any] | None]
 
@@ -23,10 +23,11 @@ Lookup = Callable[[str, str], dict[str, Any] | None]
 @dataclass(frozen=True)
 class PairUpdate:
     entry: dict[str, Any]  # the new table value
-    score: ScoreRow | None  # set when the pair is complete and (re)scored
+    score: ScoreRecord | None  # set when the pair is complete and (re)scored
 
 
-def draft_half(row: DraftRow) -> dict[str, Any]:
+def draft_half(row: DraftRecord | DraftRow) -> dict[str, Any]:
+    """What pairing keeps of a draft, from its record or, after a short recovery, its row."""
     return {"draft": row.draft, "adapter_version": row.adapter_version, "guard": row.guard}
 
 
@@ -72,23 +73,12 @@ def update(
     if "draft" not in entry or "signed" not in entry:
         return PairUpdate(entry, None)
     s, d = entry["signed"], entry["draft"]
-    r = score(d["draft"], s["impression"], s["language"])
-    diff = compare(d["draft"], s["impression"], s["language"])
-    row = ScoreRow(
-        institution=institution,
-        accession=accession,
-        body_system=s["body_system"],
-        language=s["language"],
-        rouge1=r.rouge1,
-        rouge2=r.rouge2,
-        rougeL=r.rougeL,
-        missed=len(diff.missed),
-        over=len(diff.over),
-        missed_concepts=",".join(diff.missed),
-        over_concepts=",".join(diff.over),
-        adapter_version=d.get("adapter_version", ""),
-        signed_status=s["status"],
-        created_at=time.time(),
+    r = score_pair(d["draft"], s["impression"], s["language"])
+    record = ScoreRecord(
+        institution=institution, accession=accession, body_system=s["body_system"], language=s["language"],
+        rouge1=r.rouge1, rouge2=r.rouge2, rougeL=r.rougeL, missed=r.missed, over=r.over,
+        missed_concepts=r.missed_concepts, over_concepts=r.over_concepts,
+        adapter_version=d.get("adapter_version", ""), signed_status=s["status"], created_at=time.time(),
     )
-    entry["scored_at"] = row.created_at
-    return PairUpdate(entry, row)
+    entry["scored_at"] = record.created_at
+    return PairUpdate(entry, record)

@@ -11,8 +11,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from streams.clinical import compare
-from streams.rouge import language_of, score, warm_up
+from model.scoring.aggregate import means
+from model.scoring.pair import PairScore, score_pair, warm_up
 
 CHUNK = 500
 
@@ -29,11 +29,9 @@ def _score_lines(lines: list[tuple[int, str]], draft_field: str, reference_field
         if not isinstance(draft, str) or not isinstance(reference, str):
             out.append({"line": line_no, "error": f"missing {draft_field!r} or {reference_field!r}"})
             continue
-        language = row.get("language") or language_of(reference + draft)
-        r = score(draft, reference, language)
-        diff = compare(draft, reference, language)
-        out.append({"id": row.get("id", line_no), "rouge1": r.rouge1, "rouge2": r.rouge2, "rougeL": r.rougeL,
-                    "missed": list(diff.missed), "over": list(diff.over)})
+        s = score_pair(draft, reference, row.get("language") or None)
+        out.append({"id": row.get("id", line_no), "rouge1": s.rouge1, "rouge2": s.rouge2, "rougeL": s.rougeL,
+                    "missed": list(s.missed_concepts), "over": list(s.over_concepts)})
     return out
 
 
@@ -50,20 +48,16 @@ def score_jsonl(path: Path, draft_field: str, reference_field: str, workers: int
             scored = [item for chunk in results for item in chunk]
     else:
         scored = [item for chunk in chunks for item in _score_lines(chunk, draft_field, reference_field)]
-    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0, "missed": 0, "over": 0}
-    n = 0
+    kept: list[PairScore] = []
     for item in scored:
         if "error" in item:
             print(f"line {item['line']}: {item['error']}; skipped", file=err)
             continue
-        n += 1
-        for metric in ("rouge1", "rouge2", "rougeL"):
-            totals[metric] += item[metric]
-        totals["missed"] += bool(item["missed"])
-        totals["over"] += bool(item["over"])
+        kept.append(PairScore(item["rouge1"], item["rouge2"], item["rougeL"], len(item["missed"]), len(item["over"])))
         print(json.dumps(item, ensure_ascii=False), file=out)
-    if n:
+    if kept:
+        m = means(kept)
         print(f"\n{'n':>6} {'R-1':>6} {'R-2':>6} {'R-L':>6} {'missed':>7} {'over':>6}", file=err)
-        print(f"{n:>6} {totals['rouge1'] / n:>6.3f} {totals['rouge2'] / n:>6.3f} {totals['rougeL'] / n:>6.3f} "
-              f"{totals['missed'] / n:>7.1%} {totals['over'] / n:>6.1%}", file=err)
-    return 0 if n else 1
+        print(f"{len(kept):>6} {m['rouge1']:>6.3f} {m['rouge2']:>6.3f} {m['rougeL']:>6.3f} "
+              f"{m['missed_rate']:>7.1%} {m['over_rate']:>6.1%}", file=err)
+    return 0 if kept else 1

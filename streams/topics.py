@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ingest.listener import IngestTopics
+from radflow.codes import WorkerRole
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class TopicNames:
 
     def app_id_for(self, role: str) -> str:
         """Each worker role is its own consumer group: drafters and quality workers scale apart."""
-        return {"all": f"{self.prefix}-worker", "draft": f"{self.prefix}-drafter"}.get(role, f"{self.prefix}-quality")
+        return {WorkerRole.ALL: f"{self.prefix}-worker", WorkerRole.DRAFT: f"{self.prefix}-drafter"}.get(
+            WorkerRole(role), f"{self.prefix}-quality")
 
     def source_topics(self) -> list[str]:
         return [self.reports, self.orders, self.drafts, self.scores, self.alerts, self.adapters, self.dead_letter]
@@ -62,7 +64,7 @@ class TopicNames:
         return f"{institution}|{body_system}|{adapter_version}"
 
     def changelog_topics(self, role: str = "all") -> list[str]:
-        if role == "draft":
+        if role == WorkerRole.DRAFT:
             return []  # drafters keep no tables
         app_id = self.app_id_for(role)
         return [f"{app_id}-pairs-changelog", f"{app_id}-drift-changelog"]

@@ -9,11 +9,12 @@ import time
 from model.drafter import ModelDrafter
 from model.loader import load_model
 from model.retrieval import CaseIndex
+from model.scoring.pair import warm_up
 from radflow.broker import ensure_topics
+from radflow.codes import WorkerRole
 from radflow.settings import Settings
 from storage.repository import Repository
 from streams.app import create_app
-from streams.rouge import warm_up
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,8 @@ def run_worker(settings: Settings) -> None:
     import faust
 
     repository = Repository(settings.resolved_database_url)
-    drafter = None
-    if settings.worker_role in ("all", "draft"):  # quality workers need no model
+    drafter, cases = None, None
+    if WorkerRole(settings.worker_role).drafts:  # quality workers need no model
         loaded = load_model(settings.resolved_model_path)
         log.info("model %s loaded on %s (4-bit: %s)", loaded.model_id, loaded.device, loaded.quantized)
         cases = CaseIndex()
@@ -36,6 +37,6 @@ def run_worker(settings: Settings) -> None:
     names = TopicNames(settings.topic_prefix)
     asyncio.run(ensure_topics(settings.bootstrap_servers,
                               names.source_topics() + names.changelog_topics(settings.worker_role), settings.partitions))
-    app = create_app(settings, drafter, repository)
+    app = create_app(settings, drafter, repository, cases)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()

@@ -16,14 +16,15 @@ from faust.web import Request, Response, View
 
 from ingest.events import FINAL, ReportEvent
 from ingest.mllp import MLLPClient, ack_code
+from radflow.codes import DELIVERED_ACKS, REJECTED_ACKS, Delivery
 from radflow.errors import FramingError
 from storage.repository import Repository
 from storage.tables import DraftRow
 
 log = logging.getLogger(__name__)
 
-DELIVERED = ("AA", "CA")
-REJECTED = ("AR", "CR")
+DELIVERED = DELIVERED_ACKS
+REJECTED = REJECTED_ACKS
 
 
 @dataclass
@@ -42,7 +43,7 @@ class WorklistSender:
         """The outcome: AA/CA delivered, AR/CR rejected (not retried), "unrouted" or "failed"."""
         route = self.route(institution)
         if route is None:
-            return "unrouted"
+            return Delivery.UNROUTED
         for attempt in range(self.retries):
             try:
                 client = await MLLPClient.connect(*route, timeout=self.timeout)
@@ -56,7 +57,7 @@ class WorklistSender:
             except (TimeoutError, OSError, FramingError) as exc:
                 log.warning("RIS route unreachable (attempt %d): %s", attempt + 1, type(exc).__name__)
             await asyncio.sleep(self.backoff * 2**attempt)
-        return "failed"
+        return Delivery.FAILED
 
 
 class WebWorklist:
@@ -122,11 +123,4 @@ def render_worklist(rows: list[DraftRow], token: str) -> str:
     return page("radflow: worklist", f"""<p>Machine drafts waiting for a radiologist. Edit the text if needed and sign:
 the signed impression is stored and scored like one from the RIS.</p>
 <table id=worklist><tr><th>exam</th><th>findings</th><th>draft impression</th></tr>{items}</table>""", token, refresh=False)
-
-
-def draft_payload_to_message(payload: dict[str, Any]) -> bytes:
-    from ingest.outbound import draft_oru
-
-    return draft_oru(payload["institution"], payload["accession"], payload["draft"], payload.get("model_id", ""))
-
 

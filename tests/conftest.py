@@ -34,6 +34,23 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, pairs_file: Path) -> Pa
     return bootstrap(pairs_file, tmp_path_factory.mktemp("model") / "tiny", TINY, progress=False)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tiers by folder: everything under tests/integration is marked ``integration`` (a conftest's
+    ``pytestmark`` marks nothing). ``gpu`` tests skip without CUDA."""
+    integration = Path(__file__).parent / "integration"
+    cuda: bool | None = None
+    for item in items:
+        if integration in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("gpu") is not None:
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs CUDA (gpu marker)"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,8 +28,9 @@ from model.bootstrap import BootstrapConfig, bootstrap
 from model.drafter import DraftRequest, EchoDrafter, ModelDrafter
 from model.loader import load_model
 from model.retrieval import CaseIndex, RetrievalDrafter
+from model.scoring.aggregate import METRICS
+from radflow.codes import language_of
 from radflow.errors import TrainingError
-from streams.rouge import language_of
 from training import dataset as ds
 from training.gate import ReportScore, means, score_drafts
 from training.lora import train_adapter
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 SYSTEMS = ("last-sentence", "retrieval", "base", "shared-adapter", "institution-adapters")
 GROUPS = {"institution": lambda e: e.institution, "body_part": lambda e: e.body_system,
           "body_system": lambda e: e.body_system}
-METRICS = ("rouge1", "rouge2", "rougeL", "missed_rate", "over_rate")
 HEADERS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "missed_rate": "missed", "over_rate": "over"}
 
 

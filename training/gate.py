@@ -12,27 +12,18 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from streams import clinical, rouge
+from model.scoring.aggregate import means
+from model.scoring.pair import PairScore, score_pair
 from training.dataset import Example, by_segment
 from training.recipe import Recipe
 
-
-@dataclass(frozen=True)
-class ReportScore:
-    rouge1: float
-    rouge2: float
-    rougeL: float
-    missed: int
-    over: int
+ReportScore = PairScore  # the name training's callers know
+__all__ = ["Decision", "ReportScore", "SegmentResult", "decide", "means", "score_drafts"]
 
 
 def score_drafts(examples: Sequence[Example], drafts: Sequence[str]) -> list[ReportScore]:
-    out = []
-    for e, text in zip(examples, drafts, strict=True):
-        r = rouge.score(text, e.impression, e.language)
-        diff = clinical.compare(text, e.impression, e.language)
-        out.append(ReportScore(r.rouge1, r.rouge2, r.rougeL, len(diff.missed), len(diff.over)))
-    return out
+    """Each draft scored against its example's signed impression."""
+    return [score_pair(text, e.impression, e.language) for e, text in zip(examples, drafts, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -60,18 +51,6 @@ class Decision:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def means(scores: Sequence[ReportScore]) -> dict[str, float]:
-    n = len(scores) or 1
-    return {
-        "rouge1": sum(s.rouge1 for s in scores) / n,
-        "rouge2": sum(s.rouge2 for s in scores) / n,
-        "rougeL": sum(s.rougeL for s in scores) / n,
-        "missed_rate": sum(s.missed > 0 for s in scores) / n,
-        "over_rate": sum(s.over > 0 for s in scores) / n,
-        "n": float(len(scores)),
-    }
 
 
 def approximate_randomisation(a: Sequence[float], b: Sequence[float], rounds: int, seed: int = 0) -> float:

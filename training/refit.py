@@ -17,6 +17,7 @@ from pathlib import Path
 from model.adapters import BASE, SHARED, AdapterSpec, next_version, route, serving_specs
 from model.drafter import DraftRequest, ModelDrafter
 from model.loader import load_model
+from radflow.codes import AdapterStatus
 from storage.repository import Repository
 from storage.tables import AdapterEvalRow, AdapterRow, TrainingRunRow
 from training import dataset as ds
@@ -110,7 +111,7 @@ class Refitter:
         if decision.promote:
             self.promote(name, run.version)
             return self._finish(run, "promoted", decision.reason)
-        self._set_status(name, run.version, "rejected")
+        self._set_status(name, run.version, AdapterStatus.REJECTED)
         return self._finish(run, "rejected", decision.reason)
 
     def select_template(self, name: str, sub: ds.Dataset, work: Path) -> tuple[str, dict[str, float]]:

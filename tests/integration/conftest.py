@@ -20,8 +20,6 @@ from radflow.broker import EmbeddedBroker
 from radflow.settings import Settings
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:

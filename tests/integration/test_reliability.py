@@ -7,7 +7,7 @@ record fetched before the seek lands after it. Faust then dropped the records fe
 seek: the commit stuck at 1 on every drafts partition and scoring stopped short, e.g. at 958 of
 1,050. Once, it also counted the jump as a gap, acked each offset twice, and its commit crawled
 one offset at a time. The worker now refuses gaps, tidies duplicate acks, and reads holes again
-from the committed offset (streams.diagnostics); the stats count offsets_reread, acks_tidied
+from the committed offset (streams.offsets.OffsetGuard); the stats count offsets_reread, acks_tidied
 and gaps_refused.
 
 The stream is the issue's 10,000 messages (5,000 reports; about two minutes here).

@@ -1,6 +1,6 @@
 import pytest
 
-from streams.clinical import ABSENT, PRESENT, UNCERTAIN, compare, extract
+from model.scoring.clinical import ABSENT, PRESENT, UNCERTAIN, compare, extract
 
 
 @pytest.mark.parametrize(

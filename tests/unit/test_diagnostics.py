@@ -1,5 +1,5 @@
-"""Finding offsets Faust read and dropped, and healing its ack bookkeeping (the real-path check is
-tests/integration/test_reliability.py)."""
+"""The offset guard (streams.offsets): finding offsets Faust read and dropped, and healing its ack
+bookkeeping, against Faust's own arithmetic (the real-path check is tests/integration/test_reliability.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ import functools
 from collections import defaultdict, deque
 from types import SimpleNamespace
 
+import pytest
 from faust.transport.consumer import Consumer
 from intervaltree import IntervalTree
 
-from streams.diagnostics import Hole, RefusedGaps, guard_offsets, lost_offsets, reread_from_committed, tidy_acked
+from radflow.errors import StreamsError
+from streams.offsets import Hole, OffsetGuard, check_faust_version
+
+
+def lost_offsets(app: SimpleNamespace) -> dict:
+    return OffsetGuard(app).lost()
 
 TP = ("radflow.drafts", 0)
 
@@ -73,11 +79,11 @@ def test_duplicate_acks_make_fausts_commit_crawl_and_tidying_ends_it() -> None:
     assert Consumer._new_offset(crawling, TP) == 406
 
     tidy = _consumer(404, acked, read=4975)
-    app = SimpleNamespace(consumer=tidy)
-    assert tidy_acked(app) == len(acked) - (4976 - 404)
+    guard = OffsetGuard(SimpleNamespace(consumer=tidy))
+    assert guard.tidy_acked() == len(acked) - (4976 - 404)
     assert tidy._acked[TP] == list(range(404, 4976)) and tidy._acked_index[TP] == set(range(404, 4976))
     assert Consumer._new_offset(tidy, TP) == 4976  # everything at once
-    assert tidy_acked(app) == 0
+    assert guard.tidy_acked() == 0
 
 
 def test_a_false_gap_would_commit_unprocessed_offsets_so_gaps_are_refused() -> None:
@@ -91,13 +97,13 @@ def test_a_false_gap_would_commit_unprocessed_offsets_so_gaps_are_refused() -> N
 
     guarded = _consumer(404, range(500, 601), read=600)
     app = SimpleNamespace(consumer=guarded, topics=SimpleNamespace(_topics=[]))
-    guard_offsets(app)
-    guard_offsets(app)  # idempotent
-    before = RefusedGaps.refused
+    guard = OffsetGuard(app)
+    guard.install()
+    guard.install()  # idempotent
     asyncio.run(Consumer._add_gap(guarded, TP, 405, 500))
-    assert RefusedGaps.refused == before + 1 and not guarded._gap[TP]
+    assert guard.refused == 1 and not guarded._gap[TP]
     assert guarded._new_offset(TP) is None  # the commit waits at the hole...
-    assert lost_offsets(app) == {TP: Hole(404, 500, at_seek=False)}  # ...which the worker finds and reads again
+    assert guard.lost() == {TP: Hole(404, 500, at_seek=False)}  # ...which the worker finds and reads again
 
 
 def test_no_commit_passes_a_message_still_in_flight() -> None:
@@ -106,7 +112,7 @@ def test_no_commit_passes_a_message_still_in_flight() -> None:
     assert naive._new_offset(TP) == 2590  # Faust alone: a SIGKILL now loses 2585
 
     guarded = _consumer(2585, range(2586, 2590), in_flight=[2585])
-    guard_offsets(SimpleNamespace(consumer=guarded))
+    OffsetGuard(SimpleNamespace(consumer=guarded)).install()
     assert guarded._new_offset(TP) is None
     guarded._acked[TP].append(2585)  # processed
     assert guarded._new_offset(TP) == 2590
@@ -114,7 +120,7 @@ def test_no_commit_passes_a_message_still_in_flight() -> None:
 
 def test_before_the_first_commit_the_messages_in_flight_cap_it() -> None:
     guarded = _consumer(None, range(3, 10), in_flight=[2])
-    guard_offsets(SimpleNamespace(consumer=guarded))
+    OffsetGuard(SimpleNamespace(consumer=guarded)).install()
     assert guarded._new_offset(TP) is None
     guarded._unacked_messages[0].acked = True
     guarded._acked[TP].insert(0, 2)
@@ -129,13 +135,14 @@ def test_with_nothing_committed_the_log_start_is_the_head() -> None:
     assert consumer._new_offset(TP) == 100  # Faust alone commits past the 38 lost records
     consumer._acked[TP].extend(range(38, 100))
 
-    guard_offsets(app)
-    assert lost_offsets(app) == {}  # no head known: no claim
-    consumer._radflow_log_start = {TP: 0}  # what note_log_starts asks the broker at assignment
+    guard = OffsetGuard(app)
+    guard.install()
+    assert guard.lost() == {}  # no head known: no claim
+    guard.log_starts = {TP: 0}  # what note_log_starts asks the broker at assignment
     assert consumer._new_offset(TP) is None
-    assert lost_offsets(app) == {TP: Hole(0, 38, at_seek=False)}
+    assert guard.lost() == {TP: Hole(0, 38, at_seek=False)}
     consumer._read_offset[TP] = None  # after a seek to 0, as Faust keeps it
-    assert lost_offsets(app) == {TP: Hole(0, 38, at_seek=False)}
+    assert guard.lost() == {TP: Hole(0, 38, at_seek=False)}
 
 
 class _FlowConsumer:
@@ -145,7 +152,6 @@ class _FlowConsumer:
         self.app, self.calls, self.flow_active = app, [], True
         self._gap = defaultdict(IntervalTree, {TP: IntervalTree.from_tuples([(405, 500)])})
         self._committed_offset = defaultdict(lambda: None, {TP: 404})
-        self._radflow_log_start = {TP: 0, NEVER_COMMITTED: 0}
 
     def stop_flow(self) -> None:
         self.flow_active = False
@@ -176,12 +182,21 @@ NEVER_COMMITTED = ("radflow.drafts", 1)
 def test_reread_stops_the_flow_then_seeks_and_resumes() -> None:
     app = SimpleNamespace(rebalancing=False)
     app.consumer = _FlowConsumer(app)
-    assert asyncio.run(reread_from_committed(app, settle=0))
+    guard = OffsetGuard(app)
+    guard.log_starts = {TP: 0, NEVER_COMMITTED: 0}
+    assert asyncio.run(guard.reread_from_committed(settle=0))
     # aiokafka leaves a partition with no commit where it is: it goes back to its log start
     assert app.consumer.calls == ["stop", "parked", "seek committed", ("seek", NEVER_COMMITTED, 0), "resume"]
     assert not app.consumer._gap[TP]  # a false gap would count unread offsets as acked
 
     app.rebalancing = True  # Faust is moving partitions: leave the flow to it
     app.consumer.calls.clear()
-    assert not asyncio.run(reread_from_committed(app, settle=0))
+    assert not asyncio.run(guard.reread_from_committed(settle=0))
     assert app.consumer.calls == []
+
+
+def test_the_guard_refuses_a_faust_it_was_not_verified_on() -> None:
+    assert check_faust_version()  # the installed one is in the verified range
+    for other in ("0.11.3", "0.15.2", "0.16.0", "1.0.0"):
+        with pytest.raises(StreamsError, match=f"faust-streaming {other} is installed"):
+            OffsetGuard(SimpleNamespace(), faust_version=other)

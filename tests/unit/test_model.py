@@ -69,3 +69,14 @@ def test_tokenizer_keeps_full_width_punctuation(tiny_model: Path) -> None:
     tokenizer = load_model(tiny_model).tokenizer
     text = "左肺纤维灶；右肺上叶磨玻璃结节，请随访。"
     assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)).replace(" ", "") == text
+
+
+@pytest.mark.gpu
+def test_cuda_loads_4bit_nf4_and_drafts(tiny_model: Path) -> None:
+    """The CUDA path: bitsandbytes 4-bit nf4 weights on the GPU, drafting as on the CPU."""
+    pytest.importorskip("bitsandbytes")
+    loaded = load_model(tiny_model, device="cuda")
+    assert loaded.quantized and loaded.device == "cuda"
+    assert next(loaded.model.parameters()).device.type == "cuda"
+    [draft] = ModelDrafter(loaded, max_new_tokens=8).draft([DraftRequest("XIHE", "A1", "右肺上叶见结节。", "zh")])
+    assert draft.model_id.startswith("tiny@")

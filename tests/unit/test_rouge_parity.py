@@ -10,8 +10,8 @@ import pytest
 from rouge_chinese import Rouge as ChineseRouge
 from rouge_score import rouge_scorer
 
+from model.scoring.rouge import ZERO, lcs_length, score, segment_zh
 from radflow.demodata import generate_reports
-from streams.rouge import ZERO, lcs_length, score, segment_zh
 
 REPORTS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "reports"
 

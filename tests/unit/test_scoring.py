@@ -1,6 +1,6 @@
+from model.scoring.rouge import ZERO, score
 from storage.tables import DraftRow
 from streams import pairing
-from streams.rouge import ZERO, score
 
 
 def test_rouge_identical_and_empty() -> None:

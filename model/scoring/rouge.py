@@ -22,8 +22,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
-_CJK = re.compile(r"[\u4e00-\u9fff]")
+from radflow.codes import Language, language_of
+
 _EPS = 1e-8
 
 
@@ -38,7 +40,7 @@ ZERO = Rouge(0.0, 0.0, 0.0)
 
 
 @lru_cache(maxsize=1)
-def _jieba():
+def _jieba() -> Any:
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
@@ -47,7 +49,7 @@ def _jieba():
 
 
 @lru_cache(maxsize=1)
-def _stemmer():
+def _stemmer() -> Any:
     from nltk.stem import porter
 
     return porter.PorterStemmer()
@@ -156,11 +158,7 @@ def _score_en(draft: str, reference: str) -> Rouge:
     return Rouge(*out)
 
 
-def language_of(text: str) -> str:
-    return "zh" if _CJK.search(text) else "en"
-
-
 def score(draft: str, reference: str, language: str | None = None) -> Rouge:
     """ROUGE F1 of a draft against the signed impression (language from the reference if unset)."""
     language = language or language_of(reference)
-    return _score_zh(draft, reference) if language == "zh" else _score_en(draft, reference)
+    return _score_zh(draft, reference) if language == Language.ZH else _score_en(draft, reference)

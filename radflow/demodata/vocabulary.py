@@ -1,25 +1,13 @@
-"""Synthetic radiology reports and HL7 feeds for the demo, the bootstrap model and the tests.
-
-No real patient data: every name, identifier and report is made up here. Each institution has
-its own style (section titles, phrasing, numbering, boilerplate, character set and OBX layout),
-as real RIS exports differ (the paper's "inconsistencies between institutions").
-"""
+"""Sentences of the synthetic reports per body system: findings and the impression each implies."""
 
 from __future__ import annotations
 
-import json
-import random
-import zlib
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from typing import Any
 
-from ingest.clean import clean_text
-from ingest.hl7 import escape, segment
+from radflow.codes import CLASSIFIED_BODY_SYSTEMS
 
 # (findings sentence, impression phrase); {s} is a side, {n} a size in mm.
-_ZH: dict[str, dict[str, list]] = {
+ZH_SENTENCES: dict[str, dict[str, Any]] = {  # system -> exam names, sentences, normal wording
     "chest": {
         "exam": [("CT0101", "胸部CT平扫"), ("CT0102", "胸部CT增强")],
         "abnormal": [
@@ -87,7 +75,7 @@ _ZH: dict[str, dict[str, list]] = {
     },
 }
 
-_EN: dict[str, dict[str, list]] = {
+EN_SENTENCES: dict[str, dict[str, Any]] = {  # system -> exam names, sentences, normal wording
     "chest": {
         "exam": [("CTCH", "CT CHEST WITHOUT CONTRAST"), ("CTCHC", "CT CHEST WITH CONTRAST")],
         "abnormal": [
@@ -155,186 +143,5 @@ _EN: dict[str, dict[str, list]] = {
     },
 }
 
-BODY_SYSTEMS = tuple(_ZH)
-
-
-@dataclass(frozen=True)
-class Style:
-    """How one institution writes and sends its reports."""
-
-    code: str
-    name: str
-    language: str
-    charset: str  # MSH-18
-    codec: str
-    findings_title: str
-    impression_title: str
-    boilerplate: str
-    numbered: bool
-    layout: str  # "obx-per-section" or "narrative" (headings inside one OBX sequence)
-    findings_id: str
-    impression_id: str
-    replacements: tuple[tuple[str, str], ...] = ()
-    enhanced_ack: bool = False  # MSH-15/16 = AL/NE: the sender wants commit acknowledgements (CA)
-    impression_replacements: tuple[tuple[str, str], ...] = ()  # phrasing of this institution's impressions only
-
-
-INSTITUTIONS: tuple[Style, ...] = (
-    Style("XIHE", "Xihe People's Hospital (demo)", "zh", "UNICODE UTF-8", "utf-8", "【检查所见】", "【诊断意见】",
-          "以上意见仅供临床参考。", True, "obx-per-section", "18782-3^影像所见^LN", "19005-8^诊断意见^LN"),
-    Style("NANHU", "Nanhu Central Hospital (demo)", "zh", "GB 18030-2000", "gb18030", "影像所见：", "诊断：",
-          "请结合临床。", False, "obx-per-section", "YXSJ^影像所见^L", "ZDYJ^诊断意见^L",
-          (("双肺", "两肺"), ("未见明显异常", "未见异常"), ("，建议随访复查", "，请随访")), enhanced_ack=True),
-    Style("LAKEVIEW", "Lakeview General (demo)", "en", "", "ascii", "FINDINGS:", "IMPRESSION:",
-          "Please correlate clinically.", True, "narrative", "GDT^Report^L", "GDT^Report^L"),
-)
-
-
-@dataclass(frozen=True)
-class DemoReport:
-    institution: str
-    accession: str
-    body_system: str
-    language: str
-    modality: str
-    exam_code: str
-    exam: str
-    findings_raw: str
-    impression_raw: str
-    signer: str
-    findings: str
-    impression: str
-
-
-def generate_reports(
-    per_segment: int, seed: int = 7, start: int = 0, institutions: tuple[Style, ...] = INSTITUTIONS
-) -> list[DemoReport]:
-    """``per_segment`` reports for every institution × body system, reproducible by seed."""
-    rng = random.Random(seed)
-    reports = []
-    for style in institutions:
-        lib = _ZH if style.language == "zh" else _EN
-        for system in BODY_SYSTEMS:
-            for i in range(start, start + per_segment):
-                reports.append(_report(rng, style, system, lib[system], i))
-    return reports
-
-
-def _report(rng: random.Random, style: Style, system: str, lib: dict, i: int) -> DemoReport:
-    zh = style.language == "zh"
-    code, exam = rng.choice(lib["exam"])
-    k = rng.choice((0, 1, 1, 2, 2, 3))
-    chosen = rng.sample(lib["abnormal"], k)
-    sides = ("左", "右") if zh else ("left", "right")
-    finding_sentences, impressions = [], []
-    for f_tmpl, i_tmpl in chosen:
-        side, size = rng.choice(sides), rng.randrange(3, 40)
-        finding_sentences.append(f_tmpl.format(s=side, n=size))
-        imp = i_tmpl.format(s=side, n=size)
-        impressions.append(imp[0].upper() + imp[1:] if not zh else imp)
-    normals = rng.sample(lib["normal"], rng.randint(2, 3))
-    findings = finding_sentences + normals
-    if not impressions:
-        impressions = [lib["normal_impression"]]
-    end = "。" if zh else "."
-    if style.numbered and len(impressions) > 1:
-        impression = "\n".join(f"{j + 1}. {imp}{end}" for j, imp in enumerate(impressions))
-    else:
-        impression = ("；" if zh else "; ").join(impressions) + end
-    joiner = "" if zh else " "
-    findings_text = joiner.join(findings)
-    for old, new in style.replacements:
-        findings_text, impression = findings_text.replace(old, new), impression.replace(old, new)
-    for old, new in style.impression_replacements:
-        impression = impression.replace(old, new)
-    findings_raw = f"{style.findings_title}{findings_text}"
-    impression_raw = f"{style.impression_title}{impression}\n{style.boilerplate}"
-    accession = f"{style.code[:2]}{system[:2].upper()}{i:05d}"
-    modality = code[:2] if code[:2] in ("CT", "MR") else ("MR" if exam.startswith("MRI") else "CT")
-    return DemoReport(
-        institution=style.code,
-        accession=accession,
-        body_system=system,
-        language=style.language,
-        modality=modality,
-        exam_code=code,
-        exam=exam,
-        findings_raw=findings_raw,
-        impression_raw=impression_raw,
-        signer=f"RAD{rng.randrange(1, 20):03d}^Demo^Radiologist",
-        findings=clean_text(findings_raw),
-        impression=clean_text(impression_raw),
-    )
-
-
-def to_hl7(report: DemoReport, status: str, control_id: str, when: datetime) -> bytes:
-    """An ORU^R01 for one report: status P carries findings only, F adds impression and signer."""
-    style = next(s for s in INSTITUTIONS if s.code == report.institution)
-    ts = when.strftime("%Y%m%d%H%M%S")
-    msh = {3: "RIS", 4: style.code, 5: "RADFLOW", 6: "RADFLOW", 7: ts, 9: "ORU^R01^ORU_R01", 10: control_id,
-           11: "P", 12: "2.5.1"}
-    if style.enhanced_ack:
-        msh.update({15: "AL", 16: "NE"})
-    if style.charset:
-        msh[18] = style.charset
-    segs = [segment("MSH", msh)]
-    segs.append(segment("PID", {1: "1", 3: f"SYN{zlib.crc32(report.accession.encode()) % 10**7:07d}^^^{style.code}^MR",
-                                5: "DEMO^PATIENT"}))
-    obr = {1: "1", 2: f"PL{report.accession}", 3: report.accession, 4: f"{report.exam_code}^{escape(report.exam)}^L",
-           7: ts, 24: report.modality, 25: status}
-    if status != "P":
-        obr[32] = report.signer
-    segs.append(segment("OBR", obr))
-    obx = []
-    if style.layout == "narrative":
-        lines = report.findings_raw.replace(style.findings_title, style.findings_title + "\n").split("\n")
-        if status != "P":
-            lines += [""] + report.impression_raw.replace(style.impression_title, style.impression_title + "\n").split("\n")
-        for line in lines:
-            obx.append((style.findings_id, line))
-    else:
-        obx.append((style.findings_id, report.findings_raw))
-        if status != "P":
-            obx.append((style.impression_id, report.impression_raw))
-    for n, (ident, value) in enumerate(obx, start=1):
-        segs.append(segment("OBX", {1: str(n), 2: "TX", 3: ident, 5: escape(value), 11: status}))
-    return ("\r".join(segs) + "\r").encode(style.codec)
-
-
-@dataclass(frozen=True)
-class FeedItem:
-    report: DemoReport
-    status: str
-    message: bytes
-
-
-def expected_ack(report: DemoReport) -> str:
-    """The acknowledgement code a stored message of this report's institution gets."""
-    style = next(s for s in INSTITUTIONS if s.code == report.institution)
-    return "CA" if style.enhanced_ack else "AA"
-
-
-def feed(reports: list[DemoReport], seed: int = 7, max_lag: int = 12, control_prefix: str = "") -> Iterator[FeedItem]:
-    """Preliminary results first, each signed result some messages later (sometimes before the
-    draft is ready, so the scorer sees both orders)."""
-    rng = random.Random(seed)
-    start = datetime(2026, 1, 5, 8, 0, 0)
-    events: list[tuple[float, int, DemoReport, str]] = []
-    for pos, report in enumerate(reports):
-        events.append((pos, 0, report, "P"))
-        events.append((pos + rng.uniform(0.5, max_lag), 1, report, "F"))
-    events.sort(key=lambda e: (e[0], e[1]))
-    for n, (t, _, report, status) in enumerate(events):
-        when = start + timedelta(minutes=t)
-        yield FeedItem(report, status, to_hl7(report, status, f"{control_prefix}{report.institution}{n:07d}", when))
-
-
-def write_pairs(reports: list[DemoReport], path: Path) -> Path:
-    """Findings → impression pairs, one JSON object a line (the format training and eval read)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
-        for r in reports:
-            row = asdict(r)
-            row["id"] = f"{r.institution}-{r.accession}"
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
+BODY_SYSTEMS = CLASSIFIED_BODY_SYSTEMS
+assert set(ZH_SENTENCES) == set(EN_SENTENCES) == set(BODY_SYSTEMS), "the demo vocabulary is radflow.codes.BodySystem"

@@ -1,0 +1,83 @@
+"""The drift agent: scores in, one drift window per segment (``streams.drift``), alerts out.
+
+A segment's monitor lives in ``states`` (the worker's Faust table, a dict in unit tests). When
+the table lacks it (a new segment, or a recovery that stopped short) it is rebuilt from the
+windows in storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from model.scoring.aggregate import METRICS, observation
+from storage.repository import Repository
+from storage.tables import DriftChunkRow
+from streams import drift as drift_rules
+from streams.agents import Send, one_at_a_time
+from streams.records import AlertRecord, ScoreRecord
+from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DriftDeps:
+    repository: Repository
+    states: MutableMapping[str, Any]  # segment -> DriftMonitor.to_dict()
+    send: Send  # to the alerts topic, keyed by segment
+    chunk: int = 20
+    reference_chunks: int = 6
+
+
+async def _monitor(deps: DriftDeps, segment: str, score: ScoreRecord) -> drift_rules.DriftMonitor:
+    state = deps.states.get(segment)
+    if state is not None:
+        return drift_rules.DriftMonitor.from_dict(state)
+    stored = await asyncio.to_thread(deps.repository.drift_chunks, score.institution, score.body_system,
+                                     score.adapter_version)
+    return drift_rules.rebuild(stored, deps.chunk, deps.reference_chunks)
+
+
+def chunk_row(score: ScoreRecord, result: drift_rules.ChunkResult) -> DriftChunkRow:
+    band = result.bands.get("rougeL")
+    means: dict[str, Any] = {m: result.means[m] for m in METRICS}
+    return DriftChunkRow(
+        institution=score.institution, body_system=score.body_system, adapter_version=score.adapter_version,
+        chunk=result.index, n=result.n, reference=result.reference,
+        band_low=band[0] if band else None, band_high=band[1] if band else None,
+        bands=json.dumps(result.bands), alert=bool(result.alerts), **means,
+    )
+
+
+async def watch_one(deps: DriftDeps, value: bytes | str) -> list[AlertRecord]:
+    """Add one score to its segment's window; returns the alerts a completed window raised."""
+    score = ScoreRecord.from_json(value)
+    segment = TopicNames.segment_key(score.institution, score.body_system, score.adapter_version)
+    monitor = await _monitor(deps, segment, score)
+    result = monitor.add(observation(score))
+    deps.states[segment] = monitor.to_dict()
+    if result is None:
+        return []
+    await asyncio.to_thread(deps.repository.add, chunk_row(score, result))
+    alerts = []
+    for metric, value_ in result.alerts.items():
+        low, high = result.bands[metric]
+        alert = AlertRecord(institution=score.institution, body_system=score.body_system,
+                            adapter_version=score.adapter_version, chunk=result.index, metric=metric,
+                            value=value_, low=low, high=high)
+        await asyncio.to_thread(deps.repository.add, alert.to_row())
+        await deps.send(segment, alert)
+        log.warning("drift alert: %s of %s chunk %d left its band", metric, segment, result.index)
+        alerts.append(alert)
+    return alerts
+
+
+def drift_agent(app: faust.App, scores: Any, deps: DriftDeps) -> Any:
+    return one_at_a_time(app, scores, "radflow.drift", watch_one, deps)
