@@ -105,6 +105,10 @@ class Settings:
     drift_reference_chunks: int = field(
         default=6, metadata=_env("DRIFT_REFERENCE_CHUNKS", "Chunks in a segment's reference period (band = mean ± 3 sd).")
     )
+    stop_grace: float = field(
+        default=8.0,
+        metadata=_env("STOP_GRACE", "Seconds a stopping worker may spend committing and leaving its group before it exits anyway (with a warning)."),
+    )
     bootstrap_steps: int = field(
         default=600, metadata=_env("BOOTSTRAP_STEPS", "Training steps of the bootstrap model.")
     )
@@ -134,6 +138,8 @@ class Settings:
             raise SettingsError(f"{_var('drift_reference_chunks')} must be at least 2 to estimate a band")
         if self.mllp_idle_timeout <= 0:
             raise SettingsError(f"{_var('mllp_idle_timeout')} must be positive, got {self.mllp_idle_timeout}")
+        if self.stop_grace <= 0:
+            raise SettingsError(f"{_var('stop_grace')} must be positive, got {self.stop_grace}")
         if self.draft_within <= 0:
             raise SettingsError(f"{_var('draft_within')} must be positive, got {self.draft_within}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

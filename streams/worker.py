@@ -14,14 +14,14 @@ from radflow.settings import Settings
 from storage.repository import Repository
 from streams.app import create_app
 from streams.rouge import warm_up
+from streams.stopping import StoppingWorker
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> None:
-    import faust
-
+    """Never returns: the process exits when the worker has stopped (streams.stopping)."""
     repository = Repository(settings.resolved_database_url)
     drafter = None
     if settings.worker_role in ("all", "draft"):  # quality workers need no model
@@ -37,5 +37,4 @@ def run_worker(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings.bootstrap_servers,
                               names.source_topics() + names.changelog_topics(settings.worker_role), settings.partitions))
     app = create_app(settings, drafter, repository)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
-    worker.execute_from_commandline()
+    StoppingWorker(app, loglevel=settings.log_level.lower(), quiet=True, grace=settings.stop_grace).run()
