@@ -36,7 +36,8 @@ class Interrupts:
         self._wake: Callable[[], object] | None = None
 
     def install(self) -> Interrupts:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: a closed terminal stops in order (the children, in sessions of their own, get no SIGHUP)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._handle)
         return self
 
