@@ -231,7 +231,8 @@ def create_app(settings: Settings, drafter: Drafter | None, repository: Reposito
                 stored = await asyncio.to_thread(
                     repository.drift_chunks, score["institution"], score["body_system"], score["adapter_version"]
                 )
-                monitor = drift_rules.rebuild(stored, settings.drift_chunk, settings.drift_reference_chunks)
+                monitor = drift_rules.rebuild(stored, settings.drift_chunk, settings.drift_reference_chunks,
+                                              settings.drift_first_chunk)
             else:
                 monitor = drift_rules.DriftMonitor.from_dict(state)
             result = monitor.add(drift_rules.observation(score))

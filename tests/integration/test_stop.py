@@ -5,6 +5,8 @@ and no zombie. The demo's run also checks what a quality lead sees first: a draw
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import pytest
 
 from radflow.broker import EmbeddedBroker
 from tests.conftest import free_port
+from tests.integration.browser import count_colour, rendered_dom, screenshot
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -202,3 +205,43 @@ def test_ctrl_c_stops_a_worker_whose_broker_is_gone(launch, tmp_path: Path) -> N
     gone = worker.ctrl_c()
     assert "Traceback" not in worker.text()
     print(f"worker without its broker stopped in {gone[worker.process.pid]:.1f} s")
+
+
+def test_demo_draws_a_chart_per_segment_then_stops_on_ctrl_c(launch, tmp_path: Path) -> None:
+    """What a new user meets first: charts with points after the demo's first run, then Ctrl-C."""
+    from radflow.demodata import BODY_SYSTEMS, INSTITUTIONS
+    from streams.dashboard import SERIES_COLOURS
+
+    demo = launch(["demo"])
+    demo.wait_for("Press Ctrl-C to stop.", timeout=400)
+    assert "90 of 90 reports drafted and scored" in demo.text()
+    base = demo.dashboard  # type: ignore[attr-defined]
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    for style in INSTITUTIONS:
+        url = f"{base}/?institution={style.code}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            served = response.read().decode()
+        assert served.count("class=segment") == len(BODY_SYSTEMS), served[-2000:]
+        if chromium is None:
+            continue
+        # the rendered page: every segment's R-L line has a point per closed window (two warm-up windows)
+        dom = rendered_dom(chromium, url)
+        lines = re.findall(r"<polyline class=\"series rougeL\"[^>]*points=\"([^\"]*)\"", dom)
+        assert len(lines) == len(BODY_SYSTEMS) and all(len(p.split()) >= 2 for p in lines), lines
+        assert dom.count("reference band after") == len(BODY_SYSTEMS)
+        # and on screen: the lines' colours, far beyond what the legend's coloured words show alone
+        # (a line across a chart is about 180 px long and 2 px wide; two charts per segment)
+        drawn = count_colour(screenshot(chromium, url, tmp_path / f"{style.code}.png"), *SERIES_COLOURS.values())
+        legend_only = count_colour(screenshot(chromium, f"{base}/?institution=NOBODY", tmp_path / "none.png"),
+                                   *SERIES_COLOURS.values())
+        print(f"{style.code}: {drawn} pixels of chart lines, {legend_only} without charts")
+        assert drawn - legend_only >= 300 * len(BODY_SYSTEMS), (drawn, legend_only)
+    _remember_cmdlines(demo)
+    gone = demo.ctrl_c()
+    roles = _roles(demo, gone)
+    assert {"broker", "worker", "leader"} <= roles.keys()
+    assert "stopping ..." in demo.text()
+    _assert_worker_stopped_before_broker(Path(demo.output).parent / "home" / "logs" / "worker.log")
+    print(f"demo stopped: {roles}")
+    if chromium is None:
+        pytest.skip("stop checked; chromium is not installed, so the charts were checked by HTTP only")
