@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from radflow import processes
 from radflow.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ class EmbeddedBroker:
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        # Out of the terminal's process group: Ctrl-C must not take the broker away from a worker
+        # that is still committing; whoever started it stops it last (radflow.processes).
+        self.process = processes.spawn(
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=self._log or subprocess.DEVNULL,
@@ -61,17 +64,15 @@ class EmbeddedBroker:
         log.info("embedded broker listening on %s", self.bootstrap_servers)
         return self
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log:
-            self._log.close()
-            self._log = None
+    def stop(self, force: bool = False) -> None:
+        """SIGTERM (SIGKILL after 5 s, or at once with ``force``)."""
+        try:
+            if self.process:
+                processes.stop(self.process, "embedded broker", 5.0, force=force)
+        finally:
+            if self._log:
+                self._log.close()
+                self._log = None
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

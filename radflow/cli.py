@@ -27,34 +27,32 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import dataclasses
 
-    from radflow.services import (
-        ensure_model,
-        start_listener,
-        start_stack,
-        stop_on_sigterm,
-        wait_for_dashboard,
-    )
+    from radflow.interrupts import Interrupts, until_exit
+    from radflow.services import ensure_model, start_listener, start_stack, wait_for_dashboard
 
-    stop_on_sigterm()
-    settings = dataclasses.replace(settings, model_path=str(ensure_model(settings)))
-    running = start_stack(settings, settings.home / "logs")
+    interrupts = Interrupts().install()
+    running = None
     try:
-        url = wait_for_dashboard(settings, running.worker)
+        settings = dataclasses.replace(settings, model_path=str(ensure_model(settings)))
+        running = start_stack(settings, settings.home / "logs")
+        interrupts.kill_children = running.kill
+        worker = running.worker
+        url = wait_for_dashboard(settings, worker)
 
         async def listen() -> None:
             service = await start_listener(settings)
-            print(f"MLLP on {settings.mllp_host}:{service.server.port}; dashboard {url}; Ctrl-C stops.")
+            print(f"MLLP on {settings.mllp_host}:{service.server.port}; dashboard {url}; Ctrl-C stops.", flush=True)
             try:
-                while running.worker.poll() is None:
-                    await asyncio.sleep(0.5)
+                await interrupts.until_stopped(until_exit(worker))
             finally:
-                await service.stop()
+                await service.stop()  # the listener stops taking frames first; then the worker, the broker
 
         asyncio.run(listen())
-    except KeyboardInterrupt:
-        print("\nstopping ...")
+    except KeyboardInterrupt:  # "stopping ..." is printed by the signal handler
+        pass
     finally:
-        running.stop()
+        if running is not None:
+            running.stop()
     return 0
 
 
@@ -83,7 +81,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from streams.worker import run_worker
 
-    run_worker(settings)
+    run_worker(settings)  # exits the process once the worker has stopped (Ctrl-C before: main returns 130)
     return 0
 
 
@@ -348,3 +346,5 @@ def main(argv: list[str] | None = None) -> int:
     except RadflowError as exc:
         print(f"radflow: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before a command had anything to stop (loading, training)
+        return 130

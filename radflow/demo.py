@@ -6,16 +6,15 @@ import asyncio
 import dataclasses
 import logging
 import time
-from contextlib import ExitStack
 
 from ingest.mllp import MLLPClient, ack_code
 from model.scoring.aggregate import ROUGE, pooled
 from radflow.demodata import FeedItem, feed, generate_reports
+from radflow.interrupts import Interrupts
 from radflow.services import (
     ensure_model,
     start_listener,
     start_stack,
-    stop_on_sigterm,
     wait_for_dashboard,
 )
 from radflow.settings import Settings
@@ -87,7 +86,7 @@ def score_table(repo: Repository, keys: set[tuple[str, str]] | None = None) -> s
 
 
 def run_demo(settings: Settings, per_segment: int = 6, wait: bool = True, progress: bool = True) -> int:
-    stop_on_sigterm()
+    interrupts = Interrupts().install()
     print(f"radflow demo: data in {settings.home.resolve()}")
     model_dir = ensure_model(settings, progress)
     settings = dataclasses.replace(settings, model_path=str(model_dir))
@@ -95,21 +94,25 @@ def run_demo(settings: Settings, per_segment: int = 6, wait: bool = True, progre
     items = list(feed(reports, seed=FEED_SEED))
     keys = {(r.institution, r.accession) for r in reports}
     repo = Repository(settings.resolved_database_url)
-    with ExitStack() as stack:
+    running = None
+    scored = 0
+    try:
         print("starting the broker and the worker ...")
         running = start_stack(settings, settings.home / "logs")
-        stack.callback(running.stop)
+        interrupts.kill_children = running.kill
         url = wait_for_dashboard(settings, running.worker)
         since = time.time()
 
-        async def ingest_and_replay() -> dict[str, int]:
+        async def ingest_and_replay() -> tuple[bool, dict[str, int] | None]:
             service = await start_listener(settings)
             try:
-                return await replay(settings, items, progress=progress)
+                return await interrupts.until_stopped(replay(settings, items, progress=progress))
             finally:
-                await service.stop()
+                await service.stop()  # the listener stops taking frames before the worker stops
 
-        codes = asyncio.run(ingest_and_replay())
+        stopped, codes = asyncio.run(ingest_and_replay())
+        if stopped or codes is None:
+            raise KeyboardInterrupt
         print("ACKs:", ", ".join(f"{c} {n}" for c, n in sorted(codes.items())))
         drafted = wait_for_rows(repo, DraftRow, keys, since, "drafted", 120, progress)
         scored = wait_for_rows(repo, ScoreRow, keys, since, "scored", 60, progress)
@@ -120,10 +123,13 @@ def run_demo(settings: Settings, per_segment: int = 6, wait: bool = True, progre
         print(score_table(repo, keys))
         print(f"\n{scored} of {len(keys)} reports drafted and scored. Dashboard: {url}")
         if wait:
-            print("Press Ctrl-C to stop.")
-            try:
-                while running.worker.poll() is None:
-                    time.sleep(0.5)
-            except KeyboardInterrupt:
-                print("\nstopping ...")
+            print("Press Ctrl-C to stop.", flush=True)
+            while running.worker.poll() is None:
+                time.sleep(0.5)
+    except KeyboardInterrupt:  # "stopping ..." is printed by the signal handler
+        if not wait or scored < len(keys):
+            return 130  # interrupted before the demo had finished
+    finally:
+        if running is not None:
+            running.stop()
     return 0 if scored == len(keys) else 1

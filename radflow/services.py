@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from ingest.mapping import load_mappings
 from ingest.service import IngestService, start_ingest, tls_context
 from model.bootstrap import BootstrapConfig, bootstrap
+from radflow import processes
 from radflow.broker import EmbeddedBroker, ensure_topics
 from radflow.errors import RadflowError
 from radflow.settings import Settings
@@ -55,6 +55,10 @@ def ensure_model(settings: Settings, progress: bool = True) -> Path:
     return bootstrap(pairs, settings.resolved_model_path, BootstrapConfig(steps=settings.bootstrap_steps), progress=progress)
 
 
+#: Seconds past RADFLOW_STOP_GRACE (the worker's own bound) before the worker is killed, with a log line.
+KILL_AFTER = 5.0
+
+
 @dataclass
 class Stack:
     """The running processes of `serve` and `demo`; stop() leaves nothing behind."""
@@ -64,15 +68,18 @@ class Stack:
     worker: subprocess.Popen[bytes]
 
     def stop(self) -> None:
-        if self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGTERM)
-            try:
-                self.worker.wait(10)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
+        """The worker commits and leaves its group while the broker still runs; the broker goes last."""
+        try:
+            processes.stop(self.worker, "worker", self.settings.stop_grace + KILL_AFTER)
+        finally:
+            if self.broker:
+                self.broker.stop()
+
+    def kill(self) -> None:
+        """At once (a second Ctrl-C): the worker reads again what it had not committed."""
+        processes.stop(self.worker, "worker", 0, force=True)
         if self.broker:
-            self.broker.stop()
+            self.broker.stop(force=True)
 
 
 def _ensure_free(port: int, setting: str) -> None:
@@ -82,14 +89,6 @@ def _ensure_free(port: int, setting: str) -> None:
         s.settimeout(0.2)
         if s.connect_ex(("127.0.0.1", port)) == 0:
             raise RadflowError(f"port {port} is already in use (another radflow still running?); set {setting}")
-
-
-def stop_on_sigterm() -> None:
-    """Make SIGTERM unwind like Ctrl-C, so the broker and worker we started are always stopped."""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def start_stack(settings: Settings, log_dir: Path) -> Stack:
@@ -105,7 +104,8 @@ def start_stack(settings: Settings, log_dir: Path) -> Stack:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")}, **settings.to_env()}
         env["RADFLOW_BROKER"] = settings.broker_url
         with (log_dir / "worker.log").open("ab") as worker_log:
-            worker = subprocess.Popen(
+            # its own session: Ctrl-C reaches this process, which stops the worker before the broker
+            worker = processes.spawn(
                 [sys.executable, "-m", "radflow", "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )

@@ -103,8 +103,16 @@ class Settings:
     drift_chunk: int = field(
         default=20, metadata=_env("DRIFT_CHUNK", "Scores per drift window (chunk) of a segment.")
     )
+    drift_first_chunk: int = field(
+        default=3,
+        metadata=_env("DRIFT_FIRST_CHUNK", "Scores per window while a segment warms up: its first DRIFT_CHUNK scores are charted in windows this small, so a chart appears within minutes; they are not part of the reference band. 0: no warm-up."),
+    )
     drift_reference_chunks: int = field(
         default=6, metadata=_env("DRIFT_REFERENCE_CHUNKS", "Chunks in a segment's reference period (band = mean ± 3 sd).")
+    )
+    stop_grace: float = field(
+        default=8.0,
+        metadata=_env("STOP_GRACE", "Seconds a stopping worker may spend committing and leaving its group before it exits anyway (with a warning)."),
     )
     bootstrap_steps: int = field(
         default=600, metadata=_env("BOOTSTRAP_STEPS", "Training steps of the bootstrap model.")
@@ -135,6 +143,10 @@ class Settings:
             raise SettingsError(f"{_var('drift_reference_chunks')} must be at least 2 to estimate a band")
         if self.mllp_idle_timeout <= 0:
             raise SettingsError(f"{_var('mllp_idle_timeout')} must be positive, got {self.mllp_idle_timeout}")
+        if self.drift_first_chunk < 0:
+            raise SettingsError(f"{_var('drift_first_chunk')} must be 0 (no warm-up) or more, got {self.drift_first_chunk}")
+        if self.stop_grace <= 0:
+            raise SettingsError(f"{_var('stop_grace')} must be positive, got {self.stop_grace}")
         if self.draft_within <= 0:
             raise SettingsError(f"{_var('draft_within')} must be positive, got {self.draft_within}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

@@ -118,6 +118,7 @@ def _wire_quality(app: faust.App, settings: Settings, names: TopicNames, reposit
     score_agent(app, raw_topic(app, names.reports, names.drafts),
                 ScoreDeps(repository, pairs, sender(scores), stats))
     drift_agent(app, scores, DriftDeps(repository, drift_states, sender(raw_topic(app, names.alerts)),
-                                       settings.drift_chunk, settings.drift_reference_chunks))
+                                       settings.drift_chunk, settings.drift_reference_chunks,
+                                       settings.drift_first_chunk))
     order_agent(app, raw_topic(app, names.orders), OrderDeps(repository))
     worklist_agent(app, drafts, WorklistDeps(WorklistSender(settings.parsed_worklist_routes()), repository, stats))

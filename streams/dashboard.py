@@ -13,6 +13,7 @@ import html
 import json
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -84,10 +85,15 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
     @app.page("/")
     @protected
     async def index(web: View, request: Request) -> Response:
+        institution = request.query.get("institution", "")  # one institution's rows (a large site)
         segments = await asyncio.to_thread(repository.segment_summary, ROLLING_WINDOW)
-        chunks = await asyncio.to_thread(repository.drift_chunks)
+        chunks = await asyncio.to_thread(repository.drift_chunks, institution or None)
         alerts = await asyncio.to_thread(repository.alerts, 20)
-        return web.html(render_overview(segments, chunks, alerts, token_of(request)))
+        if institution:
+            segments = [s for s in segments if s["institution"] == institution]
+            alerts = [a for a in alerts if a.institution == institution]
+        windows = WindowRule(settings.drift_chunk, settings.drift_first_chunk, settings.drift_reference_chunks)
+        return web.html(render_overview(segments, chunks, alerts, token_of(request), windows))
 
     @app.page("/pairs")
     @protected
@@ -116,7 +122,7 @@ def _await_chain(coro: Any, limit: int = 30) -> list[str]:
 STYLE = """body{font-family:system-ui,"Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
 .alert{color:#b00} del{background:#fdd;text-decoration:line-through} ins{background:#dfd;text-decoration:none}
-nav a{margin-right:1em} .muted{color:#777}"""
+nav a{margin-right:1em} .muted{color:#777} .note{font-size:.8em;max-width:220px}"""
 
 
 def page(title: str, body: str, token: str, refresh: bool = True) -> str:
@@ -134,13 +140,37 @@ def _link(path: str, token: str, **params: str) -> str:
 
 
 SERIES_COLOURS = {"rouge1": "#8bc", "rouge2": "#c9a", "rougeL": "#2a6", "missed_rate": "#c33", "over_rate": "#e90"}
+PAD = 4  # px inside the chart's edges, so a first point is drawn whole
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """The drift window settings, to say on each chart what comes next."""
+
+    chunk: int = 20
+    first_chunk: int = 0
+    reference_chunks: int = 6
+
+
+def window_note(own: list[Any], rule: WindowRule) -> str:
+    """What a segment's chart shows so far, and when its reference band appears, in words."""
+    warmup = 0 < rule.first_chunk < rule.chunk
+    reference = sum(1 for c in own if c.reference)
+    if not own:
+        return f"first point after {rule.first_chunk if warmup else rule.chunk} scores"
+    if reference >= rule.reference_chunks:
+        return f"band: mean ± 3 sd of the first {rule.reference_chunks} windows of {rule.chunk} scores"
+    early = f"open circles: warm-up windows of {rule.first_chunk} scores; " if warmup and not reference else ""
+    left = rule.reference_chunks - reference
+    return f"{early}reference band after {left} more window{'s' if left > 1 else ''} of {rule.chunk} scores"
 
 
 def chart(series: dict[str, list[float]], band: tuple[float, float] | None, width: int = 220, height: int = 60,
-          label: str = "") -> str:
-    """An inline SVG of chunk means (0-1), one line per metric, the first metric's band shaded."""
+          label: str = "", hollow: frozenset[int] = frozenset()) -> str:
+    """An inline SVG of chunk means (0-1), one line per metric with a dot per window (``hollow``:
+    warm-up windows), the first metric's band shaded."""
     def y(v: float) -> float:
-        return height - max(0.0, min(1.0, v)) * height
+        return PAD + (1 - max(0.0, min(1.0, v))) * (height - 2 * PAD)
 
     parts = [f"<svg class=chart width={width} height={height} viewBox='0 0 {width} {height}' role=img "
              f"aria-label='{html.escape(label)}'><title>{html.escape(label)}</title>",
@@ -148,13 +178,16 @@ def chart(series: dict[str, list[float]], band: tuple[float, float] | None, widt
     if band:
         top, bottom = y(band[1]), y(band[0])
         parts.append(f"<rect class=band x=0 y={top:.1f} width={width} height={max(1.0, bottom - top):.1f} fill='#cde8d6'/>")
-    for metric, values in series.items():
+    for metric, values in reversed(series.items()):  # the first metric last: on top
         if not values:
             continue
-        step = width / (len(values) - 1) if len(values) > 1 else 0
+        step = (width - 2 * PAD) / (len(values) - 1) if len(values) > 1 else 0
         colour = SERIES_COLOURS.get(metric, "#555")
-        points = " ".join(f"{i * step:.1f},{y(v):.1f}" for i, v in enumerate(values))
+        xy = [(PAD + i * step, y(v)) for i, v in enumerate(values)]
+        points = " ".join(f"{x:.1f},{yy:.1f}" for x, yy in xy)
         parts.append(f"<polyline class='series {metric}' fill=none stroke='{colour}' stroke-width=2 points='{points}'/>")
+        parts.extend(f"<circle class='point {metric}' cx={x:.1f} cy={yy:.1f} r=3 stroke='{colour}' "
+                     f"fill='{'#fff' if i in hollow else colour}'/>" for i, (x, yy) in enumerate(xy))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -168,7 +201,12 @@ def _band_of(chunks: list[Any], metric: str) -> tuple[float, float] | None:
     return None
 
 
-def render_overview(segments: list[dict[str, Any]], chunks: list[Any], alerts: list[Any], token: str) -> str:
+def _is_warmup(chunk: Any) -> bool:
+    return not chunk.reference and chunk.bands in ("", "{}")
+
+
+def render_overview(segments: list[dict[str, Any]], chunks: list[Any], alerts: list[Any], token: str,
+                    windows: WindowRule = WindowRule()) -> str:
     series: dict[tuple[str, str], list[Any]] = {}
     for c in chunks:
         series.setdefault((c.institution, c.body_system), []).append(c)
@@ -177,10 +215,14 @@ def render_overview(segments: list[dict[str, Any]], chunks: list[Any], alerts: l
         for s in segments:
             key = (s["institution"], s["body_system"])
             own = series.get(key, [])
+            hollow = frozenset(i for i, c in enumerate(own) if _is_warmup(c))
+            note = f"<div class='note muted'>{html.escape(window_note(own, windows))}</div>"
             rouge_chart = chart({m: [getattr(c, m) for c in own] for m in ("rougeL", "rouge1", "rouge2")},
-                                _band_of(own, "rougeL"), label="R-1, R-2, R-L per window; R-L band shaded")
+                                _band_of(own, "rougeL"), label="R-1, R-2, R-L per window; R-L band shaded",
+                                hollow=hollow) + note
             rates_chart = chart({m: [getattr(c, m) for c in own] for m in ("missed_rate", "over_rate")},
-                                _band_of(own, "missed_rate"), label="missed and over rates per window; missed band shaded")
+                                _band_of(own, "missed_rate"), label="missed and over rates per window; missed band shaded",
+                                hollow=hollow)
             link = _link("/pairs", token, institution=s["institution"], body_system=s["body_system"])
             rows.append(
                 f"<tr class=segment><td><a href='{link}'>{html.escape(s['institution'])}</a></td>"
@@ -199,12 +241,20 @@ def render_overview(segments: list[dict[str, Any]], chunks: list[Any], alerts: l
 <p>Rolling means over the last {ROLLING_WINDOW} signed reports per institution × body system. Charts show each
 drift window's mean (<span style="color:#2a6">R-L</span>, <span style="color:#8bc">R-1</span>,
 <span style="color:#c9a">R-2</span>; <span style="color:#c33">missed</span>, <span style="color:#e90">over</span>)
-with the reference band (mean ± 3 sd) shaded. Missed and over are the shares of drafts that miss or add a
-finding.</p>
+with the reference band (mean ± 3 sd) shaded. A window closes every {windows.chunk} signed reports of a
+segment{_warmup_words(windows)}; the band appears once the first {windows.reference_chunks} windows have closed.
+Missed and over are the shares of drafts that miss or add a finding.</p>
 <table id=segments><tr><th>institution</th><th>body system</th><th>n</th><th>R-1</th><th>R-2</th><th>R-L</th>
 <th>missed</th><th>over</th><th>ROUGE per window</th><th>missed / over per window</th></tr>{body}</table>
 <h2>Drift alerts</h2><table id=alerts><tr><th>institution</th><th>body system</th><th>window</th><th>metric</th>
 <th>value</th><th>band</th></tr>{alert_rows}</table>""", token)
+
+
+def _warmup_words(rule: WindowRule) -> str:
+    if 0 < rule.first_chunk < rule.chunk:
+        return (f" (a new segment's first {rule.chunk // rule.first_chunk * rule.first_chunk} close every "
+                f"{rule.first_chunk}, drawn as open circles, so a chart appears within minutes)")
+    return ""
 
 
 def diff_html(draft: str, signed: str) -> tuple[str, str]:

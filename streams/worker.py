@@ -15,14 +15,14 @@ from radflow.codes import WorkerRole
 from radflow.settings import Settings
 from storage.repository import Repository
 from streams.app import create_app
+from streams.stopping import StoppingWorker
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> None:
-    import faust
-
+    """Never returns: the process exits when the worker has stopped (streams.stopping)."""
     repository = Repository(settings.resolved_database_url)
     drafter, cases = None, None
     if WorkerRole(settings.worker_role).drafts:  # quality workers need no model
@@ -38,5 +38,4 @@ def run_worker(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings.bootstrap_servers,
                               names.source_topics() + names.changelog_topics(settings.worker_role), settings.partitions))
     app = create_app(settings, drafter, repository, cases)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
-    worker.execute_from_commandline()
+    StoppingWorker(app, loglevel=settings.log_level.lower(), quiet=True, grace=settings.stop_grace).run()

@@ -34,6 +34,7 @@ class DriftDeps:
     send: Send  # to the alerts topic, keyed by segment
     chunk: int = 20
     reference_chunks: int = 6
+    first_chunk: int = 0  # a segment's first windows close sooner (RADFLOW_DRIFT_FIRST_CHUNK)
 
 
 async def _monitor(deps: DriftDeps, segment: str, score: ScoreRecord) -> drift_rules.DriftMonitor:
@@ -42,7 +43,7 @@ async def _monitor(deps: DriftDeps, segment: str, score: ScoreRecord) -> drift_r
         return drift_rules.DriftMonitor.from_dict(state)
     stored = await asyncio.to_thread(deps.repository.drift_chunks, score.institution, score.body_system,
                                      score.adapter_version)
-    return drift_rules.rebuild(stored, deps.chunk, deps.reference_chunks)
+    return drift_rules.rebuild(stored, deps.chunk, deps.reference_chunks, deps.first_chunk)
 
 
 def chunk_row(score: ScoreRecord, result: drift_rules.ChunkResult) -> DriftChunkRow:

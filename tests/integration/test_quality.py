@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,7 +19,9 @@ from ingest.outbound import DRAFT_OBSERVATION
 from radflow.demodata import feed, generate_reports
 from storage.repository import Repository
 from storage.tables import AlertRow, DraftRow, ScoreRow, SignedReportRow
+from streams.dashboard import SERIES_COLOURS
 from streams.topics import TopicNames
+from tests.integration.browser import chromium_or_skip, count_colour, rendered_dom, screenshot
 from tests.integration.conftest import wait_for
 
 TOKEN = "s3cret-token"
@@ -51,9 +51,10 @@ def _get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-async def test_worklist_drift_and_dashboard(settings, start_worker, broker, ris) -> None:
+async def test_worklist_drift_and_dashboard(settings, start_worker, broker, ris, tmp_path) -> None:
+    # no warm-up windows here: this test counts full windows (tests/unit/test_drift.py covers warm-up)
     settings = dataclasses.replace(settings, dashboard_token=TOKEN, drift_chunk=4, drift_reference_chunks=2,
-                                   worklist_routes=f"*=127.0.0.1:{ris.port}")
+                                   drift_first_chunk=0, worklist_routes=f"*=127.0.0.1:{ris.port}")
     worker = start_worker(settings)
     names = TopicNames(settings.topic_prefix)
     repo = Repository(settings.resolved_database_url)
@@ -114,22 +115,13 @@ async def test_worklist_drift_and_dashboard(settings, start_worker, broker, ris)
     assert _get(f"{worker.url}/api/summary")[0] == 401
 
     # what a person sees, rendered by a real browser
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed (Debian package chromium); the dashboard was checked by HTTP only")
-    overview = _browser_dom(chromium, f"{worker.url}/?token={TOKEN}")
+    chromium = chromium_or_skip()
+    overview = rendered_dom(chromium, f"{worker.url}/?token={TOKEN}")
     assert "class=\"segment\"" in overview and "<svg" in overview and "class=\"band\"" in overview
     assert "class=\"alert\"" in overview and "XIHE" in overview
-    detail = _browser_dom(chromium, f"{worker.url}/pairs?institution=XIHE&body_system=chest&token={TOKEN}")
+    # on screen, the segment's R-L line is drawn across its chart (the legend's "R-L" alone is a few pixels)
+    drawn = count_colour(screenshot(chromium, f"{worker.url}/?token={TOKEN}", tmp_path / "overview.png"),
+                         SERIES_COLOURS["rougeL"])
+    assert drawn > 150, drawn
+    detail = rendered_dom(chromium, f"{worker.url}/pairs?institution=XIHE&body_system=chest&token={TOKEN}")
     assert "<del>" in detail and "class=\"pair\"" in detail
-
-
-def _browser_dom(chromium: str, url: str) -> str:
-    proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--user-data-dir=/tmp/radflow-chromium", "--dump-dom", url],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout

@@ -28,3 +28,32 @@ def test_links_keep_the_token_and_text_is_escaped() -> None:
 def test_diff_marks_words_on_each_side() -> None:
     draft, signed = diff_html("Left knee effusion.", "Small left knee effusion.")
     assert "<ins>" in draft and "<del>Small left</del>" in signed
+
+
+def test_a_single_window_is_drawn_as_a_dot_and_warm_up_dots_are_hollow() -> None:
+    from streams.dashboard import PAD
+
+    svg = chart({"rougeL": [0.5]}, None, hollow=frozenset({0}))
+    assert svg.count("<circle") == 1 and "fill='#fff'" in svg and f"cx={PAD:.1f}" in svg
+    svg = chart({"rougeL": [0.5, 0.7]}, None)
+    assert svg.count("<circle") == 2 and "fill='#fff'" not in svg
+
+
+def test_each_chart_says_when_its_reference_band_appears() -> None:
+    from streams.dashboard import WindowRule, window_note
+
+    rule = WindowRule(chunk=20, first_chunk=3, reference_chunks=6)
+    warm = SimpleNamespace(reference=False, bands="{}")
+    ref = SimpleNamespace(reference=True, bands="{}")
+    assert window_note([], rule) == "first point after 3 scores"
+    assert window_note([], WindowRule(chunk=20, first_chunk=0)) == "first point after 20 scores"
+    assert window_note([warm, warm], rule).endswith("reference band after 6 more windows of 20 scores")
+    assert "warm-up windows of 3 scores" in window_note([warm], rule)
+    assert window_note([warm] + [ref] * 5, rule) == "reference band after 1 more window of 20 scores"
+    assert window_note([ref] * 6, rule).startswith("band: mean ± 3 sd of the first 6 windows")
+    segment = {"institution": "XIHE", "body_system": "chest", "n": 2, "rouge1": 0.5, "rouge2": 0.5,
+               "rougeL": 0.5, "missed_rate": 0.0, "over_rate": 0.0}
+    chunk = SimpleNamespace(institution="XIHE", body_system="chest", reference=False, bands="{}", rouge1=0.5,
+                            rouge2=0.4, rougeL=0.45, missed_rate=0.0, over_rate=0.0)
+    page = render_overview([segment], [chunk, chunk], [], "", rule)
+    assert page.count("<polyline") == 5 and "reference band after 6 more windows" in page
