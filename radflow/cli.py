@@ -114,9 +114,9 @@ def cmd_model_pull(settings: Settings, args: argparse.Namespace) -> int:
     if not result.pulled_now:
         print(f"{item.name} is already pulled: {result.directory} (--force pulls it again)")
         return 0
-    losses = ", ".join(f"{k} {v:.2f}" for k, v in p["sanity"]["losses"].items())
+    losses = ", ".join(f"{k} {v:.2f}" for k, v in p["sanity"]["losses_per_char"].items())
     seconds = ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in p["seconds"].items())
-    print(f"{item.name} ready: {result.directory}\n  sanity loss per token: {losses}; {seconds}\n"
+    print(f"{item.name} ready: {result.directory}\n  sanity loss (nats per character): {losses}; {seconds}\n"
           f"  licence: {item.licence}\n  use it: RADFLOW_MODEL_PATH={item.name} (or --model {item.name})")
     return 0
 
