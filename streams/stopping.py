@@ -4,9 +4,9 @@ A clean stop commits offsets, leaves the consumer group and flushes the producer
 reachable that takes a second or two. Three things made it long, and each is bounded here:
 
 - the broker is gone: Faust then waits its request timeout (90 s) on every commit and on leaving
-  the group. A watchdog exits ``grace`` seconds after the first signal, with a warning. (The
-  processes radflow starts itself keep the broker alive until the worker is gone; see
-  radflow/processes.py.)
+  the group; or a draft batch on a busy CPU outlasts the stop ("Wait for streams..."). A
+  watchdog exits ``grace`` seconds after the first signal, with a warning. (The processes
+  radflow starts itself keep the broker alive until the worker is gone; see radflow/processes.py.)
 - a second SIGINT or SIGTERM: the operator wants out now. The worker exits at once and says so;
   what it had not committed is read again at its next start (at-least-once).
 - after the event loop has closed, the interpreter's teardown of torch and transformers took
@@ -63,8 +63,8 @@ class StoppingWorker(faust.Worker):
         (self._on_sigint if sig == signal.SIGINT else self._on_sigterm)()
 
     def _give_up(self) -> None:
-        log.warning("the worker did not stop within %.0f s (is the broker reachable?); exiting without "
-                    "committing: what was not committed is read again at the next start", self.grace)
+        log.warning("the worker did not stop within %.0f s (a long draft batch, or the broker unreachable?); "
+                    "exiting without committing: what was not committed is read again at the next start", self.grace)
         _exit_now(1)
 
     def run(self) -> NoReturn:
