@@ -91,7 +91,7 @@ def rebuild_tokenizer(gguf_path: Path):  # -> PreTrainedTokenizerFast
     bpe = models.BPE(vocab=vocab, merges=bpe_merges(vocab, normal), unk_token=tokens[f["unk"]],
                      byte_fallback=True, fuse_unk=True)
     tok = Tokenizer(bpe)
-    steps = [normalizers.Replace(" ", SPACE)]
+    steps: list[normalizers.Normalizer] = [normalizers.Replace(" ", SPACE)]
     if f["add_space_prefix"]:
         steps.insert(0, normalizers.Prepend(SPACE))
     tok.normalizer = normalizers.Sequence(steps)
