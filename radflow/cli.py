@@ -304,8 +304,10 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     if args.model:
         import dataclasses
 
+        from model.catalog import resolve_model
         from radflow.services import ensure_model
 
+        resolve_model(args.model, settings.home, "--model")  # an unknown name: an error naming --model
         # a pulled name or a directory, as RADFLOW_MODEL_PATH accepts (a name not pulled yet is pulled)
         model_path = ensure_model(dataclasses.replace(settings, model_path=args.model))
     result = run_eval(examples, out, recipe, model_path=model_path,
