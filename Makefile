@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo serve test test-unit test-integration lint bench clean
+.PHONY: help demo serve test test-unit test-integration lint bench bench-gpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,12 @@ lint: $(STAMP)  ## ruff and mypy on the packages
 bench: $(STAMP)  ## benchmarks: tables and ratios measured in one run
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/score.py
+	@model=$${RADFLOW_HOME:-.radflow}/models/smollm2-135m; \
+	if [ -f $$model/config.json ]; then $(BIN)/python bench/cpu_model.py --model $$model; \
+	else echo "bench/cpu_model.py skipped: no $$model (run: radflow model pull smollm2-135m)"; fi
+
+bench-gpu: $(STAMP)  ## the CUDA benchmark (drafting nf4/bf16 x batch 1/8/32, QLoRA refit); see bench/README.md
+	$(BIN)/python bench/gpu.py
 
 clean:  ## remove the virtualenv and local data
 	rm -rf $(VENV) .radflow

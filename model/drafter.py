@@ -19,6 +19,7 @@ from model.adapters import BASE, AdapterSpec, route
 from model.guards import cut_repetition, is_empty, stop_at_labels
 from model.loader import LoadedModel
 from model.prompts import PromptTemplate, chat_prompt, template_for
+from model.serving import Decoder
 
 if TYPE_CHECKING:
     from model.cases import CaseSource as CaseIndex  # the protocol model.retrieval.CaseIndex implements
@@ -53,7 +54,7 @@ class ModelDrafter:
     """Greedy decoding on a loaded causal LM; blocking, so callers run it off the event loop."""
 
     def __init__(self, loaded: LoadedModel, max_new_tokens: int = 96, max_input_tokens: int = 448,
-                 retrieval: CaseIndex | None = None, retrieval_k: int = 0) -> None:
+                 retrieval: CaseIndex | None = None, retrieval_k: int = 0, decode: str = "hf") -> None:
         self.loaded = loaded
         self.max_new_tokens = max_new_tokens
         self.max_input_tokens = max_input_tokens
@@ -61,6 +62,7 @@ class ModelDrafter:
         self.retrieval_k = retrieval_k
         self.model = loaded.model  # becomes a PeftModel once an adapter is loaded
         self.serving: dict[str, AdapterSpec] = {}
+        self.decoder = Decoder(decode)  # RADFLOW_DECODE: generate, or one of radflow's faster paths
 
     # -- adapters -----------------------------------------------------------------------------
     def set_adapters(self, wanted: Mapping[str, AdapterSpec]) -> list[str]:
@@ -196,14 +198,14 @@ class ModelDrafter:
         if hasattr(model, "peft_config"):
             options["adapter_names"] = slots
         with torch.inference_mode():
-            out = model.generate(
-                **enc,
+            new_tokens = self.decoder.generate(  # (batch, new) after the left-padded prompt
+                model,
+                enc,
                 max_new_tokens=self.max_new_tokens,
                 eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id,
                 **options,
             )
-        new_tokens = out[:, enc["input_ids"].shape[1] :]  # (batch, new) after the left-padded prompt
         return [t.strip() for t in tok.batch_decode(new_tokens, skip_special_tokens=True)]
 
 

@@ -109,6 +109,13 @@ class Settings:
     max_new_tokens: int = field(
         default=96, metadata=_env("MAX_NEW_TOKENS", "Most tokens generated for one impression.")
     )
+    decode: str = field(
+        default="hf",
+        metadata=_env(
+            "DECODE",
+            "How drafts are decoded: `hf` (transformers' generate), `greedy` (radflow's loop, same drafts), `int8` (CPU: the loop on int8 linear layers), `static` (CUDA: static KV cache + torch.compile). See bench/README.md.",
+        ),
+    )
     drift_chunk: int = field(
         default=20, metadata=_env("DRIFT_CHUNK", "Scores per drift window (chunk) of a segment.")
     )
@@ -146,6 +153,8 @@ class Settings:
                 raise SettingsError(f"{_var(name)} must be at least 1, got {getattr(self, name)}")
         if self.worker_role not in set(WorkerRole):
             raise SettingsError(f"{_var('worker_role')}={self.worker_role!r} is not all, draft or quality")
+        if self.decode not in ("hf", "greedy", "int8", "static"):
+            raise SettingsError(f"{_var('decode')}={self.decode!r} is not hf, greedy, int8 or static")
         if self.retrieval_k < 0:
             raise SettingsError(f"{_var('retrieval_k')} must be 0 or more, got {self.retrieval_k}")
         if self.drift_reference_chunks < 2:
