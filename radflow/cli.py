@@ -174,7 +174,8 @@ def _refitter(settings: Settings, args: argparse.Namespace, need_model: bool = T
     recipe = Recipe.load(getattr(args, "recipe", None) or settings.resolved_train_recipe)
     model_path = ensure_model(settings) if need_model else settings.resolved_model_path
     return Refitter(Repository(settings.resolved_database_url), model_path, settings.resolved_adapter_dir,
-                    recipe, publish=adapter_publisher(settings))
+                    recipe, publish=adapter_publisher(settings), fewshot_k=settings.fewshot_k,
+                    retrieval_k=settings.retrieval_k)
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:

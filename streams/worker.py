@@ -31,7 +31,8 @@ def run_worker(settings: Settings) -> None:
         for row in repository.signed_pairs(since=time.time() - 365 * 86400):  # a year of signed cases
             cases.add(row.institution, row.accession, row.findings, row.impression)
         log.info("retrieval index: %d signed cases", len(cases))
-        drafter = ModelDrafter(loaded, settings.max_new_tokens, retrieval=cases, retrieval_k=settings.retrieval_k)
+        drafter = ModelDrafter(loaded, settings.max_new_tokens, retrieval=cases, retrieval_k=settings.retrieval_k,
+                               fewshot_k=settings.fewshot_k)
     warm_up()
     names = TopicNames(settings.topic_prefix)
     asyncio.run(ensure_topics(settings.bootstrap_servers,
