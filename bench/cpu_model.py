@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from model.drafter import DraftRequest, ModelDrafter  # noqa: E402
 from model.loader import load_model  # noqa: E402
-from streams import rouge  # noqa: E402
+from model.scoring import rouge  # noqa: E402
 
 REPORTS = ROOT.parent / "shared" / "corpora" / "reports"
 CORPORA = {"iu_xray_en": "en", "covctr_zh": "zh"}

@@ -4,6 +4,11 @@ One base model is loaded once; LoRA adapters (a shared one and one per instituti
 beside it and chosen per report, so one batch may mix institutions (peft's mixed-adapter
 batches). Adapters are swapped between batches, never during one: ``set_adapters`` and
 ``draft`` run on the same model thread.
+
+Where no adapter serves a report (day 0 of an institution) and the base is instruction-tuned (its
+tokenizer has a chat template), the base drafts few-shot: the ``fewshot_k`` most similar signed
+cases of the institution are worked examples in a chat (model/fewshot.py). Each draft records the
+system that drafted it: ``base+fewshot-k3``, ``shared/v0002``, ``shared/v0002+cases-k1``.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from model import fewshot
 from model.adapters import BASE, AdapterSpec, route
 from model.guards import cut_repetition, is_empty, stop_at_labels
 from model.loader import LoadedModel
-from model.prompts import PromptTemplate, chat_prompt, template_for
+from model.prompts import PromptTemplate, template_for
 from model.serving import Decoder
 
 if TYPE_CHECKING:
@@ -43,7 +49,7 @@ class Draft:
     latency_ms: float
     model_id: str
     template_id: str
-    adapter_version: str = ""  # "name/version" of the adapter, "" for the base model
+    adapter_version: str = ""  # the drafting system: "name/version" of the adapter (+cases), base+fewshot, "" base
 
 
 class Drafter(Protocol):
@@ -54,12 +60,14 @@ class ModelDrafter:
     """Greedy decoding on a loaded causal LM; blocking, so callers run it off the event loop."""
 
     def __init__(self, loaded: LoadedModel, max_new_tokens: int = 96, max_input_tokens: int = 448,
-                 retrieval: CaseIndex | None = None, retrieval_k: int = 0, decode: str = "hf") -> None:
+                 retrieval: CaseIndex | None = None, retrieval_k: int = 0, fewshot_k: int = 0,
+                 decode: str = "hf") -> None:
         self.loaded = loaded
         self.max_new_tokens = max_new_tokens
         self.max_input_tokens = max_input_tokens
         self.retrieval = retrieval
-        self.retrieval_k = retrieval_k
+        self.retrieval_k = retrieval_k  # cases before the plain template prompt (adapters, non-chat bases)
+        self.fewshot_k = fewshot_k  # worked examples in the chat prompt of an instruct base without adapter
         self.model = loaded.model  # becomes a PeftModel once an adapter is loaded
         self.serving: dict[str, AdapterSpec] = {}
         self.decoder = Decoder(decode)  # RADFLOW_DECODE: generate, or one of radflow's faster paths
@@ -120,8 +128,7 @@ class ModelDrafter:
         specs = [self._choose(r) for r in requests]
         templates = [template_for(r.language, s.template_family if s else self.loaded.template_family)
                      for r, s in zip(requests, specs)]
-        chat = bool(getattr(self.loaded.tokenizer, "chat_template", None))  # an instruct base
-        prompts, truncated = zip(*(self._prompt(t, r, chat and s is None) for t, r, s in zip(templates, requests, specs)))
+        prompts, truncated, systems = zip(*(self._prompt(t, r, s) for t, r, s in zip(templates, requests, specs)))
         slots = [s.slot if s else BASE for s in specs]
         texts = self._generate(list(prompts), slots, sample=False)
         # Guard 1: an empty draft is retried once with the paper's sampling settings...
@@ -132,7 +139,7 @@ class ModelDrafter:
                 texts[i] = text
         per_item_ms = (time.perf_counter() - started) * 1000 / len(requests)
         drafts = []
-        for i, (text, template, spec) in enumerate(zip(texts, templates, specs)):
+        for i, (text, template, system) in enumerate(zip(texts, templates, systems)):
             guard = "retried-empty" if i in empty else ("truncated-input" if truncated[i] else "")
             text, stopped = stop_at_labels(text, _labels(template))  # the model began another report
             text, looped = cut_repetition(text)  # Guard 2: repeated words and sentences
@@ -141,8 +148,7 @@ class ModelDrafter:
             if is_empty(text):
                 # ...then replaced by the impression of the most similar signed case, flagged.
                 text, guard = self._retrieved(requests[i])
-            drafts.append(Draft(text, guard, per_item_ms, self.loaded.model_id, template.id,
-                                spec.label if spec else ""))
+            drafts.append(Draft(text, guard, per_item_ms, self.loaded.model_id, template.id, system))
         return drafts
 
     def _retrieved(self, request: DraftRequest) -> tuple[str, str]:
@@ -152,38 +158,50 @@ class ModelDrafter:
                 return found[0].impression, "retrieval"
         return "", "empty"
 
-    def _prompt(self, template: PromptTemplate, request: DraftRequest, chat: bool = False) -> tuple[str, bool]:
-        """The prompt within the input token limit: long findings lose their end, never the
-        instruction or the impression label. ``chat``: in the base's chat template."""
+    def fewshot_active(self) -> bool:
+        """Whether the base drafts few-shot (an instruct base, cases to draw on, k > 0)."""
+        return bool(self.fewshot_k and self.retrieval is not None and fewshot.has_chat_template(self.loaded.tokenizer))
+
+    def _prompt(self, template: PromptTemplate, request: DraftRequest,
+                spec: AdapterSpec | None) -> tuple[str, bool, str]:
+        """(prompt, findings cut, drafting system) within the input token limit: long findings
+        lose their end, never the instruction or the impression label. With no adapter, an
+        instruct base drafts in its chat template: few-shot when it has cases to draw on."""
         findings = request.findings
+        if spec is None and fewshot.has_chat_template(self.loaded.tokenizer):
+            # an instruct base with no adapter drafts in its chat template, with worked cases if any
+            active = self.fewshot_active()
+            cases = (self.retrieval.similar(request.institution, findings, self.fewshot_k, exclude=request.accession)
+                     if active and self.retrieval is not None else [])
+            shot = fewshot.render(self.loaded.tokenizer, template, findings, cases, self.max_input_tokens)
+            return shot.text, shot.truncated, fewshot.system_label(self.fewshot_k) if active else ""
+        system = spec.label if spec else ""
         if self.retrieval is not None and self.retrieval_k:
+            system += f"+cases-k{self.retrieval_k}"
             cases = self.retrieval.similar(request.institution, findings, self.retrieval_k, exclude=request.accession)
             examples = "".join(f"{template.findings_label}{c.findings}\n{template.impression_label}{c.impression}\n"
                                for c in cases)
         else:
             examples = ""
         tok = self.loaded.tokenizer
-
-        def render(findings: str) -> str:
-            return chat_prompt(tok, template, findings, examples) if chat else examples + template.render(findings)
-
         for _attempt in range(4):
-            prompt = render(findings)
+            prompt = examples + template.render(findings)
             n = len(tok.encode(prompt, add_special_tokens=False)) + 1
             if n <= self.max_input_tokens:
-                return prompt, findings != request.findings
+                return prompt, findings != request.findings, system
             if examples:
                 examples = ""  # retrieved cases go first
                 continue
             findings = findings[: max(1, int(len(findings) * self.max_input_tokens / n) - 8)]
-        return render(findings), True
+        return examples + template.render(findings), True, system
 
     def _generate(self, prompts: list[str], slots: list[str], sample: bool) -> list[str]:
         import torch
 
         tok, model = self.loaded.tokenizer, self.model
+        bos = tok.bos_token or ""
         enc = tok(
-            [tok.bos_token + p if tok.bos_token and not p.startswith(tok.bos_token) else p for p in prompts],
+            [p if p.startswith(bos) else bos + p for p in prompts],  # a chat template may write its own
             return_tensors="pt",
             padding=True,
             truncation=True,
@@ -202,11 +220,20 @@ class ModelDrafter:
                 model,
                 enc,
                 max_new_tokens=self.max_new_tokens,
-                eos_token_id=tok.eos_token_id,
+                eos_token_id=self._stop_ids(),
                 pad_token_id=tok.pad_token_id,
                 **options,
             )
-        return [t.strip() for t in tok.batch_decode(new_tokens, skip_special_tokens=True)]
+        # a byte-level tokenizer cut at max_new_tokens can end inside a character
+        return [t.strip().rstrip("\ufffd").strip() for t in tok.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def _stop_ids(self) -> list[int]:
+        """The tokenizer's end token and the model's own (an instruct model's end of turn, which
+        a GGUF-converted tokenizer may not name as its eos)."""
+        config = getattr(self.loaded.model, "generation_config", None)
+        declared = getattr(config, "eos_token_id", None)
+        ids = [self.loaded.tokenizer.eos_token_id] + (declared if isinstance(declared, list) else [declared])
+        return list(dict.fromkeys(i for i in ids if i is not None))
 
 
 def _labels(template: PromptTemplate) -> list[str]:

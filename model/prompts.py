@@ -7,7 +7,6 @@ beside every model and adapter, so a model is never served with a prompt it was 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -50,13 +49,3 @@ def template_for(language: str, family: str | None = None) -> PromptTemplate:
     if family:
         return TEMPLATES[f"{'zh' if language == 'zh' else 'en'}-{family}"]
     return TEMPLATES[DEFAULT_TEMPLATE.get(language, "en-1")]
-
-
-def chat_prompt(tokenizer: Any, template: PromptTemplate, findings: str, examples: str = "") -> str:
-    """``template`` as a chat, for an instruction-tuned base (its tokenizer has a chat template)
-    drafting without an adapter: the system line as the system turn, the instruction, any worked
-    examples and the findings as the user turn, the assistant's turn opened for the impression.
-    Adapters are trained on :meth:`PromptTemplate.render`, so they are served with that instead."""
-    user = f"{template.instruction}\n{examples}{template.findings_label}{findings}"
-    messages = [{"role": "system", "content": template.system}, {"role": "user", "content": user}]
-    return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))

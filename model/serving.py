@@ -38,7 +38,8 @@ class Decoder:
         # id(float linear) -> (weak reference to it, its int8 copy); frozen weights never change
         self._int8: dict[int, tuple[weakref.ref[Any], Any]] = {}
 
-    def generate(self, model: Any, enc: Any, *, max_new_tokens: int, eos_token_id: int, pad_token_id: int,
+    def generate(self, model: Any, enc: Any, *, max_new_tokens: int, eos_token_id: int | list[int],
+                 pad_token_id: int,
                  adapter_names: list[str] | None = None, do_sample: bool = False, **sampling: Any) -> Any:
         """(batch, new) token ids after the prompt; finished rows are padded with ``pad_token_id``."""
         ids, mask = enc["input_ids"], enc["attention_mask"]
@@ -124,17 +125,18 @@ def _int8_module_class() -> Any:
     return Int8Linear
 
 
-def greedy(model: Any, ids: Any, mask: Any, max_new_tokens: int, eos_token_id: int, pad_token_id: int,
-           **extra: Any) -> Any:
+def greedy(model: Any, ids: Any, mask: Any, max_new_tokens: int, eos_token_id: int | list[int],
+           pad_token_id: int, **extra: Any) -> Any:
     """Greedy decoding on a left-padded batch, the loop ``generate`` runs without its machinery.
 
     ids, mask: (batch, prompt). Returns (batch, steps), steps <= max_new_tokens: the loop stops
-    when every row has produced ``eos_token_id``.
+    when every row has produced one of ``eos_token_id`` (an id or a list, as ``generate`` takes).
     """
     import torch
     from transformers import DynamicCache
 
     cache = DynamicCache()
+    stops = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id, device=ids.device)
     # Left padding: a row's first real token sits at position 0, as generate computes it.
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (batch, prompt)
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
@@ -145,7 +147,7 @@ def greedy(model: Any, ids: Any, mask: Any, max_new_tokens: int, eos_token_id: i
         token = logits[:, -1].argmax(dim=-1)  # (batch,)
         token = torch.where(done, torch.full_like(token, pad_token_id), token)
         produced.append(token)
-        done |= token == eos_token_id
+        done |= torch.isin(token, stops)
         if bool(done.all()) or step == max_new_tokens - 1:
             break
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)

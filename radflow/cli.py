@@ -229,7 +229,8 @@ def _refitter(settings: Settings, args: argparse.Namespace, need_model: bool = T
         print(f"base model {model_path}; refit recipe {recipe_name!r} (RADFLOW_TRAIN_RECIPE or --recipe; "
               "empty: `embedded` for the bootstrap model, `paper` otherwise)", file=sys.stderr)
     return Refitter(Repository(settings.resolved_database_url), model_path, settings.resolved_adapter_dir,
-                    recipe, publish=adapter_publisher(settings))
+                    recipe, publish=adapter_publisher(settings), fewshot_k=settings.fewshot_k,
+                    retrieval_k=settings.retrieval_k)
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
@@ -312,7 +313,9 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         model_path = ensure_model(dataclasses.replace(settings, model_path=args.model))
     result = run_eval(examples, out, recipe, model_path=model_path,
                       bootstrap_config=BootstrapConfig(steps=args.bootstrap_steps, seed=args.seed),
-                      systems=[s.strip() for s in args.systems.split(",")])
+                      systems=[s.strip() for s in args.systems.split(",")], fewshot_k=args.fewshot_k,
+                      cases_k=args.cases_k, train_per_institution=args.train_per_institution,
+                      max_input_tokens=args.max_input_tokens, partial=args.partial)
     command = "radflow " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
     paths = write_outputs(result, groups, out, command)
     print(paths["markdown"].read_text(encoding="utf-8"))
@@ -395,13 +398,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, action="append", help="JSONL or CSV of reports (repeatable)")
     p.add_argument("--group-by", default="institution,body_part", help="tables per institution and/or body_part")
     p.add_argument("--out", default="eval-out", help="directory for results.md, results.csv and results.png")
-    p.add_argument("--systems", default="last-sentence,retrieval,base,shared-adapter,institution-adapters")
+    p.add_argument("--systems", default="last-sentence,retrieval,base,shared-adapter,institution-adapters",
+                   help="any of last-sentence, retrieval, base, fewshot (an instruct --model), shared-adapter, "
+                        "institution-adapters, adapters-retrieval")
     p.add_argument("--model", help="a pulled model's name or a local checkpoint as the base "
                                     "(default: bootstrap one on the train split)")
     p.add_argument("--recipe", help="refit recipe (default: `embedded` for a bootstrapped base, else `paper`)")
     p.add_argument("--bootstrap-steps", type=int, default=600)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit", type=int, help="read at most this many rows per file")
+    p.add_argument("--fewshot-k", type=int, default=3, help="worked examples in the day-0 few-shot prompt")
+    p.add_argument("--cases-k", type=int, default=1, help="similar cases before the prompt of adapters-retrieval")
+    p.add_argument("--train-per-institution", type=int,
+                   help="adapters train on at most this many train reports per institution (the test split is "
+                        "never subsampled)")
+    p.add_argument("--max-input-tokens", type=int, default=448, help="prompt length bound (tokens)")
+    p.add_argument("--partial", action="store_true",
+                   help="draft and train nothing: score what a killed run of the same command saved in --out")
     p.add_argument("--findings-field", default="findings")
     p.add_argument("--impression-field", default="impression")
     p.add_argument("--institution-field", default="institution", help="absent: the file's name is the institution")

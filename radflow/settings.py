@@ -135,7 +135,11 @@ class Settings:
     )
     retrieval_k: int = field(
         default=0,
-        metadata=_env("RETRIEVAL_K", "Similar signed cases put into each prompt (0: none; retrieval still backs up empty drafts)."),
+        metadata=_env("RETRIEVAL_K", "Similar signed cases put before each adapter's prompt (0: none; retrieval still backs up empty drafts)."),
+    )
+    fewshot_k: int = field(
+        default=3,
+        metadata=_env("FEWSHOT_K", "Day 0: similar signed cases of the institution as worked examples when an instruct base (chat template) drafts without an adapter (0: off)."),
     )
     train_recipe: str = field(
         default="",
@@ -157,6 +161,8 @@ class Settings:
             raise SettingsError(f"{_var('decode')}={self.decode!r} is not hf, greedy, int8 or static")
         if self.retrieval_k < 0:
             raise SettingsError(f"{_var('retrieval_k')} must be 0 or more, got {self.retrieval_k}")
+        if self.fewshot_k < 0:
+            raise SettingsError(f"{_var('fewshot_k')} must be 0 or more, got {self.fewshot_k}")
         if self.drift_reference_chunks < 2:
             raise SettingsError(f"{_var('drift_reference_chunks')} must be at least 2 to estimate a band")
         if self.mllp_idle_timeout <= 0:

@@ -33,7 +33,7 @@ def run_worker(settings: Settings) -> None:
             cases.add(row.institution, row.accession, row.findings, row.impression)
         log.info("retrieval index: %d signed cases", len(cases))
         drafter = ModelDrafter(loaded, settings.max_new_tokens, retrieval=cases, retrieval_k=settings.retrieval_k,
-                               decode=settings.decode)
+                               fewshot_k=settings.fewshot_k, decode=settings.decode)
     warm_up()
     names = TopicNames(settings.topic_prefix)
     asyncio.run(ensure_topics(settings.bootstrap_servers,

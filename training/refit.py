@@ -1,6 +1,11 @@
 """One refit of one adapter: data from storage, template selection, training, evaluation against
 the serving champion on the held-out split, the gate's decision, and the promotion event.
 
+The champion is drafted as it serves today: with no adapter yet, that is the base, few-shot with
+similar cases when it is an instruct model (day 0); adapters get cases before their prompt when
+``retrieval_k`` is set. The cases come from the train split only, so no held-out report is
+retrieved for itself.
+
 Everything is recorded in storage (runs, per-segment metrics, adapter versions); a run that was
 killed is found there as "running" and resumes from its checkpoint on the next call.
 """
@@ -14,9 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from model import fewshot
 from model.adapters import BASE, SHARED, AdapterSpec, next_version, route, serving_specs
 from model.drafter import DraftRequest, ModelDrafter
 from model.loader import load_model
+from model.retrieval import CaseIndex
 from radflow.codes import AdapterStatus
 from storage.repository import Repository
 from storage.tables import AdapterEvalRow, AdapterRow, TrainingRunRow
@@ -41,7 +48,8 @@ class Outcome:
 
 class Refitter:
     def __init__(self, repository: Repository, model_path: Path, adapter_dir: Path, recipe: Recipe,
-                 publish: Publish | None = None, progress: bool = True, device: str | None = None) -> None:
+                 publish: Publish | None = None, progress: bool = True, device: str | None = None,
+                 fewshot_k: int = 0, retrieval_k: int = 0) -> None:
         self.repository = repository
         self.model_path = Path(model_path)
         self.adapter_dir = Path(adapter_dir)
@@ -49,6 +57,8 @@ class Refitter:
         self.publish = publish
         self.progress = progress
         self.device = device
+        self.fewshot_k = fewshot_k
+        self.retrieval_k = retrieval_k
         self._drafter: ModelDrafter | None = None
 
     # -- data ---------------------------------------------------------------------------------
@@ -76,6 +86,7 @@ class Refitter:
                                            window_start=now - self.recipe.window_days * 86400))
         assert run.id is not None
         data = self.dataset(run.window_end)
+        self._use_cases(data)
         sub = data if name == SHARED else data.only(name)
         needed = self.recipe.min_examples if name != SHARED else 1
         if len(sub.train) < needed or not sub.test:
@@ -129,10 +140,27 @@ class Refitter:
             for seg in decision.segments:
                 m = seg.challenger if role == "challenger" else seg.champion
                 self.repository.add(AdapterEvalRow(
-                    run_id=run.id, role=role, adapter=spec.label if spec else "", institution=seg.institution,
+                    run_id=run.id, role=role, adapter=self.system_label(spec), institution=seg.institution,
                     body_system=seg.body_system, n=seg.n, rouge1=m["rouge1"], rouge2=m["rouge2"],
                     rougeL=m["rougeL"], missed_rate=m["missed_rate"], over_rate=m["over_rate"]))
         return decision
+
+    def system_label(self, spec: AdapterSpec | None) -> str:
+        """The serving system as drafts record it: the adapter (+cases), or the base (few-shot)."""
+        drafter = self._eval_drafter()
+        if spec is None:
+            return fewshot.system_label(self.fewshot_k) if drafter.fewshot_active() else ""
+        return spec.label + (f"+cases-k{self.retrieval_k}" if self.retrieval_k else "")
+
+    def _use_cases(self, data: ds.Dataset) -> None:
+        """Similar cases for the prompts, from the train split of every institution."""
+        if not (self.fewshot_k or self.retrieval_k):
+            return
+        index = CaseIndex()
+        for e in data.train:
+            index.add(e.institution, e.accession, e.findings, e.impression)
+        drafter = self._eval_drafter()
+        drafter.retrieval, drafter.fewshot_k, drafter.retrieval_k = index, self.fewshot_k, self.retrieval_k
 
     def champion_for(self, name: str) -> AdapterSpec | None:
         """What serves this adapter's reports today: its own champion, else the shared one, else the base."""

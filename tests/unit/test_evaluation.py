@@ -13,7 +13,8 @@ from model.bootstrap import BootstrapConfig
 from radflow import cli
 from radflow.demodata import generate_reports, write_pairs
 from radflow.errors import TrainingError
-from training.evaluation import SYSTEMS, Fields, read_reports, run_eval, write_outputs
+from training import dataset as ds
+from training.evaluation import SYSTEMS, Fields, drafting_order, read_reports, run_eval, subsample, write_outputs
 from training.recipe import Recipe
 
 REPORTS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "reports"
@@ -46,8 +47,11 @@ def test_read_reports_skips_and_reports_rows_without_text(tmp_path: Path, capsys
 def test_eval_puts_every_system_side_by_side(tmp_path: Path, tiny_model: Path) -> None:
     pairs = write_pairs(generate_reports(12, seed=9), tmp_path / "pairs.jsonl")
     examples = read_reports([pairs])
-    result = run_eval(examples, tmp_path / "out", QUICK, model_path=tiny_model, progress=False)
-    assert list(result.scores) == list(SYSTEMS)
+    systems = [s for s in SYSTEMS if s != "fewshot"]  # the tiny base has no chat template
+    with pytest.raises(TrainingError, match="chat template"):
+        run_eval(examples, tmp_path / "out", QUICK, model_path=tiny_model, progress=False, systems=["fewshot"])
+    result = run_eval(examples, tmp_path / "out", QUICK, model_path=tiny_model, progress=False, systems=systems)
+    assert list(result.scores) == systems and result.test_size == len(result.test)
     assert all(len(s) == len(result.test) for s in result.scores.values())
     # the baselines are what they claim: retrieval copies a real impression, so it overlaps
     assert sum(s.rougeL for s in result.scores["retrieval"]) > 0
@@ -55,12 +59,44 @@ def test_eval_puts_every_system_side_by_side(tmp_path: Path, tiny_model: Path) -
     paths = write_outputs(result, ["institution", "body_part"], tmp_path / "out", "radflow eval --data pairs.jsonl")
     markdown = paths["markdown"].read_text()
     assert "### R-L by institution" in markdown and "### missed by body part" in markdown
-    for name in ("XIHE", "NANHU", "LAKEVIEW", "chest", "maxillofacial_neck", *SYSTEMS):
+    assert "most similar train report(s) of the institution before the prompt" in result.notes["adapters-retrieval"]
+    for name in ("XIHE", "NANHU", "LAKEVIEW", "chest", "maxillofacial_neck", *systems):
         assert name in markdown
     with paths["csv"].open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == (3 + 1 + 5 + 1) * len(SYSTEMS)  # institutions and body systems, each with "all"
+    assert len(rows) == (3 + 1 + 5 + 1) * len(systems)  # institutions and body systems, each with "all"
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the saved drafts make a second run (here: a partial report) train and draft nothing
+    again = run_eval(examples, tmp_path / "out", QUICK, model_path=tiny_model, progress=False, systems=systems,
+                     partial=True)
+    assert {s: [r.rougeL for r in v] for s, v in again.scores.items()} == {
+        s: [r.rougeL for r in v] for s, v in result.scores.items()}
+
+
+def test_a_killed_eval_reports_the_reports_every_system_drafted(tmp_path: Path, tiny_model: Path) -> None:
+    examples = read_reports([write_pairs(generate_reports(12, seed=9), tmp_path / "pairs.jsonl")])
+    full = run_eval(examples, tmp_path / "out", QUICK, model_path=tiny_model, progress=False, batch=4,
+                    systems=["retrieval", "base"])
+    saved = tmp_path / "out" / "drafts" / "base.json"
+    state = json.loads(saved.read_text())
+    state["texts"] = state["texts"][:8]  # as if killed after two batches
+    saved.write_text(json.dumps(state))
+    part = run_eval(examples, tmp_path / "out", QUICK, model_path=tiny_model, progress=False, batch=4,
+                    systems=["retrieval", "base"], partial=True)
+    assert len(part.test) == 8 and part.test_size == len(full.test) > 8
+    assert [r.rougeL for r in part.scores["base"]] == [r.rougeL for r in full.scores["base"][:8]]
+    assert "**Partial:** 8 of the" in write_outputs(part, ["institution"], tmp_path / "out")["markdown"].read_text()
+
+
+def test_drafting_order_and_training_subsample() -> None:
+    test = [ds.Example(i, f"{i}-{n}", "chest", "en", "f", "i") for i, k in (("A", 40), ("B", 10)) for n in range(k)]
+    order = drafting_order(test, 5, seed=1)
+    assert sorted(order, key=lambda e: e.accession) == sorted(test, key=lambda e: e.accession)
+    assert all(len({e.institution for e in order[i : i + 5]}) == 1 for i in range(0, 50, 5))  # one site per batch
+    assert [e.institution for e in order[:25]].count("B") == 5  # any prefix is about proportional
+    assert order == drafting_order(test, 5, seed=1) != drafting_order(test, 5, seed=2)
+    sample = subsample(test, 8, seed=1)
+    assert [sum(e.institution == i for e in sample) for i in "AB"] == [8, 8] and subsample(test, None, 1) == test
 
 
 def test_eval_cli_names_bad_options(tmp_path: Path, capsys) -> None:

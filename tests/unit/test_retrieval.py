@@ -56,7 +56,7 @@ def test_empty_output_falls_back_to_retrieval_and_is_flagged(tiny_model: Path) -
 def test_long_findings_are_cut_but_the_prompt_keeps_its_label(tiny_model: Path) -> None:
     drafter = ModelDrafter(load_model(tiny_model), max_new_tokens=4, max_input_tokens=64)
     request = DraftRequest("LAKEVIEW", "1", "The lungs are clear. " * 80, "en", adapter=BASE)
-    prompt, truncated = drafter._prompt(template_for("en"), request)
+    prompt, truncated, _system = drafter._prompt(template_for("en"), request, None)
     assert truncated and prompt.endswith("Impression: ") and prompt.startswith("You are a radiologist.")
     assert len(drafter.loaded.tokenizer.encode(prompt, add_special_tokens=False)) < 64
     [draft] = drafter.draft([request])
