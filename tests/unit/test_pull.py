@@ -198,3 +198,47 @@ def test_an_instruct_base_drafts_in_its_chat_template(pulled) -> None:
     assert prompt.endswith("Findings: The lungs are clear.<|im_end|>\n<|im_start|>assistant\n")
     [draft] = drafter.draft([request])  # no adapter serves it: the chat prompt, BOS not doubled
     assert draft.model_id.startswith("tiny-llama@") and draft.template_id == "en-1"
+
+
+# -- Gemma's tokenizer, rebuilt from the GGUF's SentencePiece pieces and scores ---------------------
+
+def _write_spm_vocabulary(path: Path) -> Path:
+    from gguf import GGUFWriter, TokenType
+
+    control = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    byte_pieces = [f"<0x{b:02X}>" for b in range(256)]
+    # normal pieces in merge order: the score is minus the rank, as in Gemma 3's GGUF
+    normal = ["▁", "t", "h", "e", "l", "u", "n", "g", "s", "a", "r", "c", "th", "the", "▁the", "lu", "lun", "lung",
+              "▁lung", "ar", "ear", "cl", "clear", "▁clear"]
+    tokens = control + ["\n"] + byte_pieces + normal
+    types = ([TokenType.CONTROL] * 4 + [TokenType.USER_DEFINED] + [TokenType.BYTE] * 256
+             + [TokenType.NORMAL] * len(normal))
+    scores = [-1000.0] * 5 + [0.0] * 256 + [-float(i) for i in range(len(normal))]
+    w = GGUFWriter(str(path), "gemma3")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(2)
+    w.add_eos_token_id(1)
+    w.add_unk_token_id(3)
+    w.add_pad_token_id(0)
+    w.add_add_space_prefix(False)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_sentencepiece_vocabulary_is_rebuilt_as_byte_fallback_bpe(tmp_path: Path) -> None:
+    from model.gguf_tokenizer import rebuild_tokenizer
+
+    tok = rebuild_tokenizer(_write_spm_vocabulary(tmp_path / "spm.gguf"))
+    ids = tok.encode("the lung clear", add_special_tokens=False)
+    assert tok.convert_ids_to_tokens(ids) == ["the", "▁lung", "▁clear"]  # merged by score, not spelled out
+    assert tok.decode(ids) == "the lung clear"
+    assert tok.convert_ids_to_tokens(tok.encode("lung\n肺", add_special_tokens=False)) == [
+        "lung", "\n", "<0xE8>", "<0x82>", "<0xBA>"]  # user-defined piece whole; unknown bytes fall back
+    assert tok.decode(tok.encode("lung\n肺", add_special_tokens=False)) == "lung\n肺"
+    assert tok.encode("the")[0] == tok.bos_token_id == 2 and tok.eos_token == "<eos>"
