@@ -193,9 +193,11 @@ def test_an_instruct_base_drafts_in_its_chat_template(pulled) -> None:
 
     drafter = ModelDrafter(load_model(pulled[0].directory, device="cpu"), max_new_tokens=6)
     request = DraftRequest("LAKEVIEW", "1", "The lungs are clear.", "en")
-    prompt, truncated = drafter._prompt(template_for("en"), request, chat=True)
-    assert prompt.startswith("<|im_start|>system\nYou are a radiologist.<|im_end|>") and not truncated
-    assert prompt.endswith("Findings: The lungs are clear.<|im_end|>\n<|im_start|>assistant\n")
+    prompt, truncated, system = drafter._prompt(template_for("en"), request, None)  # no adapter serves it
+    assert prompt.startswith("<|im_start|>system\nYou are a radiologist.") and not truncated
+    assert "<|im_start|>user\nFindings: The lungs are clear." in prompt
+    assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    assert system == ""  # no similar cases to draw on: the base alone, not few-shot
     [draft] = drafter.draft([request])  # no adapter serves it: the chat prompt, BOS not doubled
     assert draft.model_id.startswith("tiny-llama@") and draft.template_id == "en-1"
 
