@@ -38,3 +38,26 @@ def test_a_second_signal_exits_at_once_and_says_so() -> None:
     done, _ = _run("twice")
     assert done.returncode == 1 and "second SIGTERM: exiting at once" in done.stdout, done.stdout + done.stderr
     assert "did not stop within" not in done.stdout
+
+
+FAILED_START = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+import faust
+from aiokafka.errors import NodeNotReadyError
+from streams.stopping import StoppingWorker
+
+async def broker_gone(self):  # what aiokafka raises when the broker dies under a topic creation
+    raise NodeNotReadyError("Attempt to send a request to node which is not ready (node id 111).")
+
+faust.Worker.start = broker_gone  # the parent's start: StoppingWorker.start wraps it
+StoppingWorker(faust.App("start-test", broker="kafka://127.0.0.1:1"), grace=2.0, quiet=True).run()
+"""
+
+
+def test_a_broker_lost_while_starting_is_one_error_line_and_exit_code_1() -> None:
+    done = subprocess.run([sys.executable, "-c", FAILED_START], capture_output=True, text=True, timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "the broker went away while the worker was starting (NodeNotReadyError)" in output
+    assert "RADFLOW_BROKER" in output and "Traceback" not in output
