@@ -57,7 +57,7 @@ class StoppingWorker(faust.Worker):
     async def start(self) -> None:
         try:
             await super().start()
-        except (KafkaError, ConnectionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError, ConnectionError) as exc:
             log.error("the broker went away while the worker was starting (%s); check that it runs "
                       "(RADFLOW_BROKER) and start the worker again", type(exc).__name__)
             self._failed_start = True
