@@ -19,7 +19,7 @@ from ingest.outbound import DRAFT_OBSERVATION
 from radflow.demodata import feed, generate_reports
 from storage.repository import Repository
 from storage.tables import AlertRow, DraftRow, ScoreRow, SignedReportRow
-from streams.dashboard import SERIES_COLOURS
+from streams.pages import SERIES_COLOURS
 from streams.topics import TopicNames
 from tests.fake_ris import FakeRIS, fake_ris
 from tests.integration.browser import chromium_or_skip, count_colour, rendered_dom, screenshot
