@@ -13,7 +13,9 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     import shlex
 
     from model.bootstrap import BootstrapConfig
-    from training.evaluation import GROUPS, Fields, read_reports, run_eval, write_outputs
+    from training.eval_input import Fields, read_reports
+    from training.eval_tables import GROUPS, write_outputs
+    from training.evaluation import run_eval
     from training.recipe import Recipe
 
     groups = [g.strip() for g in args.group_by.split(",") if g.strip()]
