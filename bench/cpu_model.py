@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,8 +80,7 @@ def bench_training(model_dir: Path, n: int, max_length: int, micro_batch: int) -
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from model.encoding import collate, encode_pair, pack, unpacked
-    from training.lora import impression_loss
+    from model.encoding import encode_pair
     from training.recipe import Recipe
 
     recipe = Recipe.load("paper")
@@ -94,6 +94,25 @@ def bench_training(model_dir: Path, n: int, max_length: int, micro_batch: int) -
     model = get_peft_model(loaded.model, LoraConfig(r=recipe.r, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
                                                     target_modules=list(recipe.target_modules), task_type="CAUSAL_LM"))
     model.train()
+    variants = _training_variants(model, pairs, max_length)
+    seconds, tokens = _time_training(model, variants, tok.pad_token_id, micro_batch)
+    out = []
+    for name in variants:
+        out.append({"variant": name, "tokens": tokens[name], "seconds": seconds[name],
+                    "tokens_per_s": tokens[name] / seconds[name],
+                    "ratio": (tokens[name] / seconds[name]) / (tokens["plain"] / seconds["plain"]),
+                    "rows": len(variants[name][0])})
+        print(f"  trained {name}: {tokens[name]} tokens in {seconds[name]:.1f} s", flush=True)
+    return out
+
+
+def _training_variants(model: Any, pairs: list[Any], max_length: int) -> dict[str, tuple[list[Any], Any]]:
+    """Each variant's rows (padded or packed) and loss: HF's over the full vocabulary against
+    radflow's on the impression tokens only, with packing and with bf16 autocast."""
+    import torch
+
+    from model.encoding import pack, unpacked
+    from training.lora import impression_loss
 
     def plain(ids, mask, labels):  # noqa: ANN001, ANN202
         return model(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -106,14 +125,20 @@ def bench_training(model_dir: Path, n: int, max_length: int, micro_batch: int) -
             return impression_loss(model, ids, mask, labels)
 
     packed, padded = pack(pairs, max_length), unpacked(pairs)
-    variants = {"plain": (padded, plain), "impression-only loss": (padded, radflow),
-                "packed + impression-only loss (lora.py)": (packed, radflow),
-                "impression-only loss + bf16 autocast": (padded, radflow_bf16)}
+    return {"plain": (padded, plain), "impression-only loss": (padded, radflow),
+            "packed + impression-only loss (lora.py)": (packed, radflow),
+            "impression-only loss + bf16 autocast": (padded, radflow_bf16)}
+
+
+def _time_training(model: Any, variants: dict[str, tuple[list[Any], Any]], pad_token_id: int,
+                   micro_batch: int) -> tuple[dict[str, float], dict[str, int]]:
+    """Seconds and tokens of forward and backward per variant, over all its micro-batches."""
+    from model.encoding import collate
+
     seconds = {v: 0.0 for v in variants}
     tokens = {v: 0 for v in variants}
-    losses: dict[str, list[float]] = {v: [] for v in variants}
     for rows, loss_fn in variants.values():  # warm-up on one micro-batch
-        ids, labels, mask = collate(rows[:1], tok.pad_token_id)
+        ids, labels, mask = collate(rows[:1], pad_token_id)
         loss_fn(ids, mask, labels).backward()
         model.zero_grad()
     batches = {name: [rows[i : i + micro_batch] for i in range(0, len(rows), micro_batch)]
@@ -123,22 +148,14 @@ def bench_training(model_dir: Path, n: int, max_length: int, micro_batch: int) -
         for name, (_, loss_fn) in variants.items():
             if k >= len(batches[name]):
                 continue
-            ids, labels, mask = collate(batches[name][k], tok.pad_token_id)
+            ids, labels, mask = collate(batches[name][k], pad_token_id)
             began = time.perf_counter()
             loss = loss_fn(ids, mask, labels)
             loss.backward()
             model.zero_grad()  # no step: both variants see the same weights throughout
             seconds[name] += time.perf_counter() - began
             tokens[name] += int(mask.sum())
-            losses[name].append(loss.item())
-    out = []
-    for name in variants:
-        out.append({"variant": name, "tokens": tokens[name], "seconds": seconds[name],
-                    "tokens_per_s": tokens[name] / seconds[name],
-                    "ratio": (tokens[name] / seconds[name]) / (tokens["plain"] / seconds["plain"]),
-                    "rows": len(variants[name][0])})
-        print(f"  trained {name}: {tokens[name]} tokens in {seconds[name]:.1f} s", flush=True)
-    return out
+    return seconds, tokens
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from model.encoding import collate, encode_pair, unpacked
 from model.prompts import template_for
@@ -92,15 +93,38 @@ def bootstrap(
         log.info("bootstrap model is cached at %s", out_dir)
         return out_dir
     import torch
-    from tqdm.auto import tqdm
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     rows = read_pairs(pairs_path)
     random.seed(config.seed)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # seeded before the model's initial weights are drawn
     tokenizer = train_tokenizer(rows, config.vocab_size)
     examples = [encode_pair(tokenizer, row["findings"], row["impression"], row.get("language") or "en",
                             config.template_family, config.max_length) for row in rows]
+    model = _llama(config, tokenizer)
+    started = time.time()
+    final_loss = _train(model, tokenizer, examples, config, progress, on_step)
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    meta = {
+        "cache_key": key,
+        "kind": "bootstrap",
+        "template_family": config.template_family,
+        "config": asdict(config),
+        "pairs": str(pairs_path),
+        "pairs_count": len(rows),
+        "final_loss": final_loss,
+        "train_seconds": round(time.time() - started, 1),
+    }
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
+    return out_dir
+
+
+def _llama(config: BootstrapConfig, tokenizer: Any) -> Any:
+    """A freshly initialised small Llama sized by ``config``, its vocabulary the tokenizer's."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     model_config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
@@ -114,7 +138,16 @@ def bootstrap(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = LlamaForCausalLM(model_config)
+    return LlamaForCausalLM(model_config)
+
+
+def _train(model: Any, tokenizer: Any, examples: list[Any], config: BootstrapConfig, progress: bool,
+           on_step: Callable[[int, float], None] | None) -> float:
+    """``config.steps`` optimizer steps on batches drawn without replacement (reshuffled when the
+    examples run out), one-cycle learning rate; the last step's loss."""
+    import torch
+    from tqdm.auto import tqdm
+
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps,
                                                    pct_start=max(0.1, 2 / config.steps))  # a warm-up of 2 steps at least
@@ -122,7 +155,6 @@ def bootstrap(
     rng = random.Random(config.seed)
     order: list[int] = []
     bar = tqdm(range(config.steps), desc="bootstrap model", disable=not progress, unit="step")
-    started = time.time()
     for step in bar:
         if len(order) < config.batch_size:
             order += rng.sample(range(len(examples)), len(examples))
@@ -137,22 +169,7 @@ def bootstrap(
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if on_step:
             on_step(step, loss.item())
-    model.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    meta = {
-        "cache_key": key,
-        "kind": "bootstrap",
-        "template_family": config.template_family,
-        "config": asdict(config),
-        "pairs": str(pairs_path),
-        "pairs_count": len(rows),
-        "final_loss": loss.item(),
-        "train_seconds": round(time.time() - started, 1),
-    }
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
-    return out_dir
+    return float(loss.item())
 
 
 def train_tokenizer(rows: list[dict], vocab_size: int):  # -> PreTrainedTokenizerFast

@@ -1,4 +1,5 @@
-"""The quality dashboard and the radiologists' web worklist, served by the worker's web server.
+"""The quality dashboard's routes and the radiologists' web worklist, served by the worker's web
+server; the HTML is streams/pages.py.
 
 Pages are rendered on the server (no scripts from the internet: hospital networks are closed)
 and refresh themselves. Every page and API needs the token when RADFLOW_DASHBOARD_TOKEN is set.
@@ -7,49 +8,61 @@ and refresh themselves. Every page and API needs the token when RADFLOW_DASHBOAR
 from __future__ import annotations
 
 import asyncio
-import difflib
 import hmac
-import html
-import json
-import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
-from model.scoring.rouge import segment_zh
-from radflow.codes import Language, language_of
 from radflow.metrics import CONTENT_TYPE, Registry
 from radflow.settings import Settings
 from storage.repository import Repository
 from streams.offsets import OffsetGuard
-
-ROLLING_WINDOW = 50  # signed reports per segment in the rolling means
+from streams.pages import ROLLING_WINDOW, WindowRule, render_overview, render_pairs
 
 Page = Callable[[View, Request], Awaitable[Response]]
 
 
 def register_pages(app: faust.App, settings: Settings, repository: Repository, stats: dict[str, int],
                    worklist: Any = None, metrics: Registry | None = None, offsets: OffsetGuard | None = None) -> None:
+    access = _Access(settings.dashboard_token)
+
+    @app.page("/healthz")
+    async def health(web: View, request: Request) -> Response:
+        return web.json({"status": "ok"})
+
+    _register_api(app, access.protected, repository, stats)
+    _register_diagnostics(app, access.protected, metrics, offsets)
+    _register_quality_pages(app, access, settings, repository)
+    if worklist is not None:
+        worklist.register(app, access.protected, access.token_of, settings.dashboard_token)
+
+
+class _Access:
+    """The dashboard token (RADFLOW_DASHBOARD_TOKEN): a Bearer header or a ``token`` query parameter,
+    as the pages' links carry it; no token set, every page is open."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    @staticmethod
     def token_of(request: Request) -> str:
         auth = request.headers.get("Authorization", "")
         return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else request.query.get("token", "")
 
-    def protected(page: Page) -> Page:
+    def protected(self, page: Page) -> Page:
         async def guarded(web: View, request: Request) -> Response:
-            if settings.dashboard_token and not hmac.compare_digest(
-                token_of(request).encode(), settings.dashboard_token.encode()
-            ):
+            if self.token and not hmac.compare_digest(self.token_of(request).encode(), self.token.encode()):
                 return web.json({"error": "a valid token is required (RADFLOW_DASHBOARD_TOKEN)"}, status=401)
             return await page(web, request)
 
         return guarded
 
-    @app.page("/healthz")
-    async def health(web: View, request: Request) -> Response:
-        return web.json({"status": "ok"})
+
+def _register_api(app: faust.App, protected: Callable[[Page], Page], repository: Repository,
+                  stats: dict[str, int]) -> None:
+    """The JSON of the quality overview and the worker's counters."""
 
     @app.page("/api/summary")
     @protected
@@ -67,6 +80,11 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
         because the table lacked the half (e.g. after a short recovery)."""
         return web.json(stats)
 
+
+def _register_diagnostics(app: faust.App, protected: Callable[[Page], Page], metrics: Registry | None,
+                          offsets: OffsetGuard | None) -> None:
+    """What an operator asks a running worker: where its tasks wait, and the Prometheus metrics."""
+
     @app.page("/api/debug/tasks")
     @protected
     async def tasks(web: View, request: Request) -> Response:
@@ -82,8 +100,12 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
         body = metrics.render() if metrics is not None else ""
         return web.text(body, content_type=CONTENT_TYPE.split(";")[0])
 
+
+def _register_quality_pages(app: faust.App, access: _Access, settings: Settings, repository: Repository) -> None:
+    """The overview of segments and their drift charts, and one segment's pairs."""
+
     @app.page("/")
-    @protected
+    @access.protected
     async def index(web: View, request: Request) -> Response:
         institution = request.query.get("institution", "")  # one institution's rows (a large site)
         segments = await asyncio.to_thread(repository.segment_summary, ROLLING_WINDOW)
@@ -93,18 +115,15 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
             segments = [s for s in segments if s["institution"] == institution]
             alerts = [a for a in alerts if a.institution == institution]
         windows = WindowRule(settings.drift_chunk, settings.drift_first_chunk, settings.drift_reference_chunks)
-        return web.html(render_overview(segments, chunks, alerts, token_of(request), windows))
+        return web.html(render_overview(segments, chunks, alerts, access.token_of(request), windows))
 
     @app.page("/pairs")
-    @protected
+    @access.protected
     async def pairs(web: View, request: Request) -> Response:
         institution = request.query.get("institution", "")
         body_system = request.query.get("body_system") or None
         rows = await asyncio.to_thread(repository.pairs, institution, body_system, 50)
-        return web.html(render_pairs(institution, body_system, rows, token_of(request)))
-
-    if worklist is not None:
-        worklist.register(app, protected, token_of, settings.dashboard_token)
+        return web.html(render_pairs(institution, body_system, rows, access.token_of(request)))
 
 
 def _await_chain(coro: Any, limit: int = 30) -> list[str]:
@@ -116,187 +135,3 @@ def _await_chain(coro: Any, limit: int = 30) -> list[str]:
             chain.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
         coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) or getattr(coro, "gi_yieldfrom", None)
     return chain
-
-
-# -- rendering --------------------------------------------------------------------------------
-STYLE = """body{font-family:system-ui,"Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;margin-bottom:1.5em}
-td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
-.alert{color:#b00} del{background:#fdd;text-decoration:line-through} ins{background:#dfd;text-decoration:none}
-nav a{margin-right:1em} .muted{color:#777} .note{font-size:.8em;max-width:220px}"""
-
-
-def page(title: str, body: str, token: str, refresh: bool = True) -> str:
-    meta = "<meta http-equiv=refresh content=5>" if refresh else ""
-    nav = f"<nav><a href='{_link('/', token)}'>quality</a><a href='{_link('/worklist', token)}'>worklist</a></nav>"
-    return (f"<!doctype html><html><head><meta charset=utf-8>{meta}<title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{nav}<h1>{html.escape(title)}</h1>{body}</body></html>")
-
-
-def _link(path: str, token: str, **params: str) -> str:
-    if token:
-        params["token"] = token
-    query = urllib.parse.urlencode({k: v for k, v in params.items() if v})
-    return html.escape(f"{path}?{query}" if query else path)
-
-
-SERIES_COLOURS = {"rouge1": "#8bc", "rouge2": "#c9a", "rougeL": "#2a6", "missed_rate": "#c33", "over_rate": "#e90"}
-PAD = 4  # px inside the chart's edges, so a first point is drawn whole
-
-
-@dataclass(frozen=True)
-class WindowRule:
-    """The drift window settings, to say on each chart what comes next."""
-
-    chunk: int = 20
-    first_chunk: int = 0
-    reference_chunks: int = 6
-
-
-def window_note(own: list[Any], rule: WindowRule) -> str:
-    """What a segment's chart shows so far, and when its reference band appears, in words."""
-    warmup = 0 < rule.first_chunk < rule.chunk
-    reference = sum(1 for c in own if c.reference)
-    if not own:
-        return f"first point after {rule.first_chunk if warmup else rule.chunk} scores"
-    if reference >= rule.reference_chunks:
-        return f"band: mean ± 3 sd of the first {rule.reference_chunks} windows of {rule.chunk} scores"
-    early = f"open circles: warm-up windows of {rule.first_chunk} scores; " if warmup and not reference else ""
-    left = rule.reference_chunks - reference
-    return f"{early}reference band after {left} more window{'s' if left > 1 else ''} of {rule.chunk} scores"
-
-
-def chart(series: dict[str, list[float]], band: tuple[float, float] | None, width: int = 220, height: int = 60,
-          label: str = "", hollow: frozenset[int] = frozenset()) -> str:
-    """An inline SVG of chunk means (0-1), one line per metric with a dot per window (``hollow``:
-    warm-up windows), the first metric's band shaded."""
-    def y(v: float) -> float:
-        return PAD + (1 - max(0.0, min(1.0, v))) * (height - 2 * PAD)
-
-    parts = [f"<svg class=chart width={width} height={height} viewBox='0 0 {width} {height}' role=img "
-             f"aria-label='{html.escape(label)}'><title>{html.escape(label)}</title>",
-             f"<rect width={width} height={height} fill='#fafafa' stroke='#ddd'/>"]
-    if band:
-        top, bottom = y(band[1]), y(band[0])
-        parts.append(f"<rect class=band x=0 y={top:.1f} width={width} height={max(1.0, bottom - top):.1f} fill='#cde8d6'/>")
-    for metric, values in reversed(series.items()):  # the first metric last: on top
-        if not values:
-            continue
-        step = (width - 2 * PAD) / (len(values) - 1) if len(values) > 1 else 0
-        colour = SERIES_COLOURS.get(metric, "#555")
-        xy = [(PAD + i * step, y(v)) for i, v in enumerate(values)]
-        points = " ".join(f"{x:.1f},{yy:.1f}" for x, yy in xy)
-        parts.append(f"<polyline class='series {metric}' fill=none stroke='{colour}' stroke-width=2 points='{points}'/>")
-        parts.extend(f"<circle class='point {metric}' cx={x:.1f} cy={yy:.1f} r=3 stroke='{colour}' "
-                     f"fill='{'#fff' if i in hollow else colour}'/>" for i, (x, yy) in enumerate(xy))
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _band_of(chunks: list[Any], metric: str) -> tuple[float, float] | None:
-    for c in reversed(chunks):
-        if c.bands:
-            low, high = json.loads(c.bands).get(metric, (None, None))
-            if low is not None:
-                return (low, high)
-    return None
-
-
-def _is_warmup(chunk: Any) -> bool:
-    return not chunk.reference and chunk.bands in ("", "{}")
-
-
-def render_overview(segments: list[dict[str, Any]], chunks: list[Any], alerts: list[Any], token: str,
-                    windows: WindowRule = WindowRule()) -> str:
-    series: dict[tuple[str, str], list[Any]] = {}
-    for c in chunks:
-        series.setdefault((c.institution, c.body_system), []).append(c)
-    if segments:
-        rows = []
-        for s in segments:
-            key = (s["institution"], s["body_system"])
-            own = series.get(key, [])
-            hollow = frozenset(i for i, c in enumerate(own) if _is_warmup(c))
-            note = f"<div class='note muted'>{html.escape(window_note(own, windows))}</div>"
-            rouge_chart = chart({m: [getattr(c, m) for c in own] for m in ("rougeL", "rouge1", "rouge2")},
-                                _band_of(own, "rougeL"), label="R-1, R-2, R-L per window; R-L band shaded",
-                                hollow=hollow) + note
-            rates_chart = chart({m: [getattr(c, m) for c in own] for m in ("missed_rate", "over_rate")},
-                                _band_of(own, "missed_rate"), label="missed and over rates per window; missed band shaded",
-                                hollow=hollow)
-            link = _link("/pairs", token, institution=s["institution"], body_system=s["body_system"])
-            rows.append(
-                f"<tr class=segment><td><a href='{link}'>{html.escape(s['institution'])}</a></td>"
-                f"<td>{html.escape(s['body_system'])}</td><td>{s['n']}</td><td>{s['rouge1']:.3f}</td>"
-                f"<td>{s['rouge2']:.3f}</td><td>{s['rougeL']:.3f}</td><td>{s['missed_rate']:.0%}</td>"
-                f"<td>{s['over_rate']:.0%}</td><td>{rouge_chart}</td><td>{rates_chart}</td></tr>")
-        body = "".join(rows)
-    else:
-        body = "<tr><td colspan=10 class=muted>No scored reports yet: a draft is scored when its signed report arrives.</td></tr>"
-    alert_rows = "".join(
-        f"<tr class=alert><td>{html.escape(a.institution)}</td><td>{html.escape(a.body_system)}</td>"
-        f"<td>{a.chunk}</td><td>{html.escape(a.metric)}</td><td>{a.value:.3f}</td><td>{a.low:.3f} – {a.high:.3f}</td></tr>"
-        for a in alerts
-    ) or "<tr><td colspan=6 class=muted>No drift alerts.</td></tr>"
-    return page("radflow: draft quality", f"""
-<p>Rolling means over the last {ROLLING_WINDOW} signed reports per institution × body system. Charts show each
-drift window's mean (<span style="color:#2a6">R-L</span>, <span style="color:#8bc">R-1</span>,
-<span style="color:#c9a">R-2</span>; <span style="color:#c33">missed</span>, <span style="color:#e90">over</span>)
-with the reference band (mean ± 3 sd) shaded. A window closes every {windows.chunk} signed reports of a
-segment{_warmup_words(windows)}; the band appears once the first {windows.reference_chunks} windows have closed.
-Missed and over are the shares of drafts that miss or add a finding.</p>
-<table id=segments><tr><th>institution</th><th>body system</th><th>n</th><th>R-1</th><th>R-2</th><th>R-L</th>
-<th>missed</th><th>over</th><th>ROUGE per window</th><th>missed / over per window</th></tr>{body}</table>
-<h2>Drift alerts</h2><table id=alerts><tr><th>institution</th><th>body system</th><th>window</th><th>metric</th>
-<th>value</th><th>band</th></tr>{alert_rows}</table>""", token)
-
-
-def _warmup_words(rule: WindowRule) -> str:
-    if 0 < rule.first_chunk < rule.chunk:
-        return (f" (a new segment's first {rule.chunk // rule.first_chunk * rule.first_chunk} close every "
-                f"{rule.first_chunk}, drawn as open circles, so a chart appears within minutes)")
-    return ""
-
-
-def diff_html(draft: str, signed: str) -> tuple[str, str]:
-    """Draft and signed text with their differences marked (<ins> only in the draft, <del> only
-    in the signed impression), compared by words (jieba for Chinese)."""
-    if language_of(signed + draft) == Language.ZH:
-        a, b = segment_zh(signed).split(" "), segment_zh(draft).split(" ")
-        joiner = ""
-    else:
-        a, b = signed.split(), draft.split()
-        joiner = " "
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    signed_out, draft_out = [], []
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        left, right = html.escape(joiner.join(a[i1:i2])), html.escape(joiner.join(b[j1:j2]))
-        if op == "equal":
-            signed_out.append(left)
-            draft_out.append(right)
-        else:
-            if left:
-                signed_out.append(f"<del>{left}</del>")
-            if right:
-                draft_out.append(f"<ins>{right}</ins>")
-    return joiner.join(draft_out), joiner.join(signed_out)
-
-
-def render_pairs(institution: str, body_system: str | None, rows: list[dict[str, Any]], token: str) -> str:
-    items = []
-    for row in rows:
-        score, draft, signed = row["score"], row["draft"], row["signed"]
-        draft_html, signed_html = diff_html(draft.draft, signed.impression)
-        flags = "".join(
-            f"<div class=alert>{label}: {html.escape(value)}</div>"
-            for label, value in (("missed", score.missed_concepts), ("over", score.over_concepts)) if value
-        )
-        items.append(
-            f"<tr class=pair><td>{html.escape(score.accession)}<br><span class=muted>{html.escape(score.body_system)}"
-            f"</span></td><td class=draft>{draft_html}</td><td class=signed>{signed_html}</td>"
-            f"<td>{score.rouge1:.2f} / {score.rouge2:.2f} / {score.rougeL:.2f}{flags}</td></tr>")
-    body = "".join(items) or "<tr><td colspan=4 class=muted>No scored pairs in this segment yet.</td></tr>"
-    title = f"{institution} {body_system or ''}".strip()
-    return page(f"radflow: {title}", f"""
-<p><ins>green</ins>: only in the draft. <del>red</del>: only in the signed impression.</p>
-<table id=pairs><tr><th>accession</th><th>draft</th><th>signed</th><th>R-1 / R-2 / R-L</th></tr>{body}</table>""",
-                token, refresh=False)

@@ -18,7 +18,7 @@ can commit an offset that was never processed, or stop committing for good, in t
    itself does after a rebalance. No public API does either.
 
 The attributes used differ between Faust releases, so the guard refuses to start outside the
-range it was verified on (``VERIFIED``; pyproject pins the same range).
+range it was verified on (``VERIFIED`` in streams/faust_version.py; pyproject pins the same range).
 """
 
 from __future__ import annotations
@@ -27,38 +27,22 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from importlib.metadata import version as installed_version
 from typing import Any, NamedTuple
 
 from faust.types.tuples import ack_lock
 from intervaltree import IntervalTree
 
-from radflow.errors import StreamsError
+from streams.faust_version import check_faust_version
 from streams.stats import Stats, new_stats
 
 log = logging.getLogger(__name__)
 
-#: faust-streaming releases whose private attributes below were read and tested: [low, high).
-VERIFIED = ((0, 15, 3), (0, 16, 0))
 # A dropped offset is neither acked nor held by any stream, which no healthy state shows for
 # long. Right after a seek the head shows it too, until its record is delivered: well under a
 # second, unless a full stream buffer holds the fetch loop back, hence the longer patience.
 HOLE_CHECK_SECONDS = 2.0
 HOLE_PATIENCE_SECONDS = 5.0
 SEEK_PATIENCE_SECONDS = 60.0
-
-
-def check_faust_version(found: str | None = None) -> str:
-    """The installed faust-streaming version; StreamsError outside ``VERIFIED``."""
-    found = found or installed_version("faust-streaming")
-    parts = tuple(int(p) for p in found.split(".")[:3] if p.isdigit())
-    low, high = VERIFIED
-    if not low <= parts < high:
-        raise StreamsError(
-            f"faust-streaming {found} is installed; radflow's offset guard (streams/offsets.py) was verified on "
-            f">={'.'.join(map(str, low))},<{'.'.join(map(str, high))} and patches private attributes that "
-            "change between releases. Install a verified release, or verify this one and widen VERIFIED.")
-    return found
 
 
 class Hole(NamedTuple):

@@ -107,7 +107,7 @@ class WebWorklist:
 
 
 def render_worklist(rows: list[DraftRow], token: str) -> str:
-    from streams.dashboard import page
+    from streams.pages import page
 
     hidden_token = f"<input type=hidden name=token value='{html.escape(token)}'>" if token else ""
     items = "".join(

@@ -9,18 +9,19 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import AsyncIterator
 
 import pytest
 
-from ingest.ack import ACCEPT, build_ack
 from ingest.hl7 import parse
-from ingest.mllp import MLLPClient, MLLPServer, ack_code
+from ingest.mllp import MLLPClient, ack_code
 from ingest.outbound import DRAFT_OBSERVATION
 from radflow.demodata import feed, generate_reports
 from storage.repository import Repository
 from storage.tables import AlertRow, DraftRow, ScoreRow, SignedReportRow
-from streams.dashboard import SERIES_COLOURS
+from streams.pages import SERIES_COLOURS
 from streams.topics import TopicNames
+from tests.fake_ris import FakeRIS, fake_ris
 from tests.integration.browser import chromium_or_skip, count_colour, rendered_dom, screenshot
 from tests.integration.conftest import wait_for
 
@@ -28,19 +29,9 @@ TOKEN = "s3cret-token"
 
 
 @pytest.fixture
-async def ris():
-    """A RIS that acknowledges every message and keeps what it received."""
-    received: list[bytes] = []
-
-    async def handle(message: bytes, peer: str) -> bytes:
-        received.append(message)
-        return build_ack(parse(message), ACCEPT)
-
-    server = MLLPServer(handle, "127.0.0.1", 0)
-    await server.start()
-    server.received = received  # type: ignore[attr-defined]
-    yield server
-    await server.stop()
+async def ris() -> AsyncIterator[FakeRIS]:
+    async with fake_ris() as server:
+        yield server
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -13,10 +13,7 @@ from typing import Any
 import faust
 import pytest
 
-from ingest.ack import ACCEPT, build_ack
 from ingest.events import OrderEvent, ReportEvent
-from ingest.hl7 import parse
-from ingest.mllp import MLLPServer
 from model.adapters import write_meta
 from model.drafter import EchoDrafter
 from radflow.codes import AdapterStatus, ResultStatus
@@ -31,6 +28,7 @@ from streams.agents.worklist import WorklistDeps, worklist_agent
 from streams.records import AlertRecord, DraftRecord, ScoreRecord
 from streams.stats import new_stats
 from streams.worklist import WorklistSender
+from tests.fake_ris import fake_ris
 
 FINDINGS = "右肺上叶见磨玻璃结节。左肺下叶炎症。"
 
@@ -136,27 +134,17 @@ async def test_order_agent_registers_the_order(app: faust.App, repo: Repository)
 
 
 async def test_worklist_agent_delivers_to_the_ris_and_stores_the_outcome(app: faust.App, repo: Repository) -> None:
-    received: list[bytes] = []
-
-    async def ris(message: bytes, peer: str) -> bytes:
-        received.append(message)
-        return build_ack(parse(message), ACCEPT)
-
-    server = MLLPServer(ris, "127.0.0.1", 0)
-    await server.start()
     stats = new_stats()
     repo.upsert(_draft().to_row())
-    try:
-        sender = WorklistSender({"XIHE": ("127.0.0.1", server.port)}, retries=1, backoff=0.01)
+    async with fake_ris() as ris:
+        sender = WorklistSender({"XIHE": ("127.0.0.1", ris.port)}, retries=1, backoff=0.01)
         async with worklist_agent(app, app.channel(), WorklistDeps(sender, repo, stats)).test_context() as agent:
             event = await agent.put(_draft().to_json())
             assert agent.results[event.message.offset] == "AA"
             event = await agent.put(DraftRecord(institution="NANHU", accession="B1", body_system="chest",
                                                 language="zh", findings="", draft="x").to_json())
             assert agent.results[event.message.offset] is None  # no route for that institution
-    finally:
-        await server.stop()
-    assert len(received) == 1 and b"XIHE" in received[0]
+    assert len(ris.received) == 1 and b"XIHE" in ris.received[0]
     assert repo.get(DraftRow, "XIHE", "A1").delivery == "AA" and stats["worklist_delivered"] == 1
 
 

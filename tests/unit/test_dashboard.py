@@ -1,6 +1,6 @@
 from types import SimpleNamespace
 
-from streams.dashboard import chart, diff_html, render_overview, render_pairs
+from streams.pages import chart, diff_html, render_overview, render_pairs
 
 
 def test_overview_works_with_no_data() -> None:
@@ -31,7 +31,7 @@ def test_diff_marks_words_on_each_side() -> None:
 
 
 def test_a_single_window_is_drawn_as_a_dot_and_warm_up_dots_are_hollow() -> None:
-    from streams.dashboard import PAD
+    from streams.pages import PAD
 
     svg = chart({"rougeL": [0.5]}, None, hollow=frozenset({0}))
     assert svg.count("<circle") == 1 and "fill='#fff'" in svg and f"cx={PAD:.1f}" in svg
@@ -40,7 +40,7 @@ def test_a_single_window_is_drawn_as_a_dot_and_warm_up_dots_are_hollow() -> None
 
 
 def test_each_chart_says_when_its_reference_band_appears() -> None:
-    from streams.dashboard import WindowRule, window_note
+    from streams.pages import WindowRule, window_note
 
     rule = WindowRule(chunk=20, first_chunk=3, reference_chunks=6)
     warm = SimpleNamespace(reference=False, bands="{}")

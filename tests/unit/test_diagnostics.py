@@ -13,7 +13,8 @@ from faust.transport.consumer import Consumer
 from intervaltree import IntervalTree
 
 from radflow.errors import StreamsError
-from streams.offsets import Hole, OffsetGuard, check_faust_version
+from streams.faust_version import check_faust_version
+from streams.offsets import Hole, OffsetGuard
 
 
 def lost_offsets(app: SimpleNamespace) -> dict:

@@ -14,7 +14,9 @@ from radflow import cli
 from radflow.demodata import generate_reports, write_pairs
 from radflow.errors import TrainingError
 from training import dataset as ds
-from training.evaluation import SYSTEMS, Fields, drafting_order, read_reports, run_eval, subsample, write_outputs
+from training.eval_input import Fields, drafting_order, read_reports, subsample
+from training.eval_tables import write_outputs
+from training.evaluation import SYSTEMS, run_eval
 from training.recipe import Recipe
 
 REPORTS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "reports"

@@ -2,26 +2,12 @@
 
 import pytest
 
-from ingest.ack import ACCEPT, ERROR, REJECT, build_ack
+from ingest.ack import ACCEPT, ERROR, REJECT
 from ingest.hl7 import parse
-from ingest.mllp import MLLPServer
 from ingest.outbound import DRAFT_OBSERVATION, draft_oru
 from streams.worklist import WorklistSender
 from tests.conftest import free_port
-
-
-async def _ris(codes: list[str]):
-    """A RIS answering the given codes in turn (the last one repeats)."""
-    received: list[bytes] = []
-
-    async def handle(message: bytes, peer: str) -> bytes:
-        received.append(message)
-        code = codes[min(len(received), len(codes)) - 1]
-        return build_ack(parse(message), code, "207" if code != ACCEPT else "", "busy")
-
-    server = MLLPServer(handle, "127.0.0.1", 0)
-    await server.start()
-    return server, received
+from tests.fake_ris import fake_ris
 
 
 def test_draft_message_is_marked_preliminary_and_machine_made() -> None:
@@ -35,13 +21,10 @@ def test_draft_message_is_marked_preliminary_and_machine_made() -> None:
 @pytest.mark.parametrize(("codes", "outcome", "attempts"),
                          [([ACCEPT], "AA", 1), ([ERROR, ACCEPT], "AA", 2), ([REJECT], "AR", 1), ([ERROR], "failed", 3)])
 async def test_retries_errors_not_rejections(codes: list[str], outcome: str, attempts: int) -> None:
-    server, received = await _ris(codes)
-    try:
-        sender = WorklistSender({"*": ("127.0.0.1", server.port)}, retries=3, backoff=0.01)
+    async with fake_ris(codes) as ris:
+        sender = WorklistSender({"*": ("127.0.0.1", ris.port)}, retries=3, backoff=0.01)
         assert await sender.send("XIHE", draft_oru("XIHE", "A1", "x", "m")) == outcome
-        assert len(received) == attempts
-    finally:
-        await server.stop()
+        assert len(ris.received) == attempts
 
 
 async def test_unreachable_and_unrouted() -> None:

@@ -1,0 +1,95 @@
+"""`radflow demo`, `serve`, `ingest` and `worker`: the commands that run the pipeline's processes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from radflow.settings import Settings
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from radflow.demo import run_demo
+
+    if args.model:
+        settings = dataclasses.replace(settings, model_path=args.model)
+    return run_demo(settings, per_segment=args.per_segment, wait=not args.no_wait)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from radflow.interrupts import Interrupts, until_exit
+    from radflow.services import ensure_model, start_listener, start_stack, wait_for_dashboard
+
+    interrupts = Interrupts().install()
+    running = None
+    try:
+        settings = dataclasses.replace(settings, model_path=str(ensure_model(settings)))
+        running = start_stack(settings, settings.home / "logs")
+        interrupts.kill_children = running.kill
+        worker = running.worker
+        url = wait_for_dashboard(settings, worker)
+
+        async def listen() -> None:
+            service = await start_listener(settings)
+            print(f"MLLP on {settings.mllp_host}:{service.server.port}; dashboard {url}; Ctrl-C stops.", flush=True)
+            try:
+                await interrupts.until_stopped(until_exit(worker))
+            finally:
+                await service.stop()  # the listener stops taking frames first; then the worker, the broker
+
+        asyncio.run(listen())
+    except KeyboardInterrupt:  # "stopping ..." is printed by the signal handler
+        pass
+    finally:
+        if running is not None:
+            running.stop()
+    return 0
+
+
+def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from radflow.services import ensure_all_topics, start_listener
+
+    async def listen() -> None:
+        await ensure_all_topics(settings)
+        service = await start_listener(settings, args.port)
+        print(f"MLLP listener on {settings.mllp_host}:{service.server.port}", flush=True)
+        if settings.ingest_metrics_port:
+            port = await service.serve_metrics(settings.mllp_host, settings.ingest_metrics_port)
+            print(f"metrics on http://{settings.mllp_host}:{port}/metrics", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await service.stop()
+
+    try:
+        asyncio.run(listen())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    run_worker(settings)  # exits the process once the worker has stopped (Ctrl-C before: main returns 130)
+    return 0
+
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The demo, the whole stack, and each process of it on its own."""
+    p = sub.add_parser("demo", help="embedded broker + worker + listener, replay a generated feed, show ROUGE")
+    p.add_argument("--per-segment", type=int, default=6, help="reports per institution x body system")
+    p.add_argument("--no-wait", action="store_true", help="exit after the table instead of serving the dashboard")
+    p.add_argument("--model", help="a pulled model's name (pulled when missing) or a directory; overrides "
+                                    "RADFLOW_MODEL_PATH")
+    p.set_defaults(func=cmd_demo)
+    sub.add_parser("serve", help="broker (if none configured) + listener + worker + dashboard").set_defaults(func=cmd_serve)
+    p = sub.add_parser("ingest", help="the MLLP listener only")
+    p.add_argument("--port", type=int, default=None, help="overrides RADFLOW_MLLP_PORT")
+    p.set_defaults(func=cmd_ingest)
+    sub.add_parser("worker", help="the Faust worker (draft and score agents, dashboard)").set_defaults(func=cmd_worker)
