@@ -12,7 +12,10 @@ once per system and only scored. Systems:
 - ``shared-adapter``: one LoRA adapter refit on every institution's train split;
 - ``institution-adapters``: an adapter per institution with enough reports (others: the shared one);
 - ``adapters-retrieval``: the institution adapters, with the most similar train reports put
-  before the prompt (as ``RADFLOW_RETRIEVAL_K`` serves them).
+  before the prompt (as ``RADFLOW_RETRIEVAL_K`` serves them);
+- ``retrieval-rerank``: the untrained base picks, among the k most similar train reports of the
+  institution, the impression it finds most likely given the findings (k and the score chosen on
+  the validation split; training/rerank_eval.py).
 
 Each system's test drafts are saved under ``<out>/drafts/`` with what produced them, and each
 adapter under ``<out>/adapters/``: the same command run again (with more systems, or after a
@@ -36,7 +39,7 @@ from typing import TextIO
 from model import fewshot
 from model.adapters import ADAPTER_META, BASE, SHARED, AdapterSpec, read_spec
 from model.bootstrap import BootstrapConfig, bootstrap
-from model.drafter import DraftRequest, EchoDrafter, ModelDrafter
+from model.drafter import Drafter, DraftRequest, EchoDrafter, ModelDrafter
 from model.loader import load_model
 from model.retrieval import CaseIndex, RetrievalDrafter
 from model.scoring.aggregate import METRICS
@@ -51,7 +54,7 @@ from training.refit import draft_texts, select_template
 log = logging.getLogger(__name__)
 
 SYSTEMS = ("last-sentence", "retrieval", "base", "fewshot", "shared-adapter", "institution-adapters",
-           "adapters-retrieval")
+           "adapters-retrieval", "retrieval-rerank")
 MODEL_SYSTEMS = SYSTEMS[2:]
 GROUPS = {"institution": lambda e: e.institution, "body_part": lambda e: e.body_system,
           "body_system": lambda e: e.body_system}
@@ -239,13 +242,14 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
             log.info("adapters train on %d of %d train reports (at most %d per institution)",
                      len(trained.train), len(data.train), train_per_institution)
 
-        def draft_all(system: str, use: str | None, note: str, fewshot_k: int = 0, cases_k: int = 0) -> list[str]:
+        def draft_all(system: str, use: str | None, note: str, fewshot_k: int = 0, cases_k: int = 0,
+                      using: Drafter | None = None, extra: dict | None = None) -> list[str]:
             serving = sorted(spec.label for spec in drafter.serving.values())
-            key = {"fewshot_k": fewshot_k, "cases_k": cases_k, "adapters": serving}
+            key = {"fewshot_k": fewshot_k, "cases_k": cases_k, "adapters": serving} | (extra or {})
             out = cache.get(system, key)
             drafter.fewshot_k, drafter.retrieval_k = fewshot_k, cases_k
             for start in range(len(out), len(test), batch):  # resumes where a killed run stopped
-                out += draft_texts(drafter, test[start : start + batch], use, batch, False, system)
+                out += draft_texts(using or drafter, test[start : start + batch], use, batch, False, system)
                 cache.put(system, key, out, note)
                 if progress:
                     log.info("%s: %d of %d test reports drafted", system, len(out), len(test))
@@ -255,6 +259,13 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
 
         if "base" in systems:
             texts["base"] = draft_all("base", BASE, notes["base"])
+        if "retrieval-rerank" in systems:  # choices on the validation split only
+            from training import rerank_eval
+
+            reranker, choice = rerank_eval.prepare(loaded, index, data.val, out_dir, max_input_tokens=max_input_tokens,
+                                                   progress=progress)
+            texts["retrieval-rerank"] = draft_all("retrieval-rerank", BASE, choice.note(len(data.val)),
+                                                  using=reranker, extra=choice.key())
         if "fewshot" in systems:
             texts["fewshot"] = draft_all("fewshot", BASE, (
                 f"{fewshot.system_label(fewshot_k)}: the untrained base, chat template, the {fewshot_k} most "
