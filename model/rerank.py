@@ -14,8 +14,11 @@ Scores (``Normalise``):
 - ``pmi``: total log-probability given these findings minus given empty findings, so a candidate
   that is likely whatever the findings say (the corpus's commonest impression) gains nothing.
 
-The prompt is computed once per report and its key/value cache shared by all its candidates.
-Identical candidates (after whitespace and case) are scored once, at their best BM25 rank.
+With ``shots`` > 0 (chat style), the prompt also holds the ``shots`` most similar cases as worked
+examples (model/fewshot.py), so the model sees which findings led to each candidate before it
+scores them against the new findings. The prompt is computed once per report and its key/value
+cache shared by all its candidates. Identical candidates (after whitespace and case) are scored
+once, at their best BM25 rank.
 """
 
 from __future__ import annotations
@@ -111,12 +114,17 @@ class Reranker:
 
     ``style``: ``chat`` renders the findings in the tokenizer's chat template with the drafting
     instruction (an instruct base, no adapter); ``template`` uses the plain prompt an adapter was
-    trained on (model/prompts.py, ``family``), with the end token the refit appends."""
+    trained on (model/prompts.py, ``family``), with the end token the refit appends. ``shots``:
+    worked examples in the chat prompt (the PMI prior then depends on the report and is not
+    offered)."""
 
     def __init__(self, loaded: LoadedModel, cases: CaseSource, *, model: Any = None, style: PromptStyle = "chat",
-                 family: str | None = None, max_input_tokens: int = 448, pmi: bool = True) -> None:
+                 family: str | None = None, max_input_tokens: int = 448, pmi: bool = True, shots: int = 0) -> None:
         if style == "chat" and not fewshot.has_chat_template(loaded.tokenizer):
             raise ValueError("the chat style needs a tokenizer with a chat template")
+        if shots and (style != "chat" or pmi):
+            raise ValueError("worked examples need the chat style and pmi=False")
+        self.shots = shots
         self.loaded = loaded
         self.cases = cases
         self.model = model if model is not None else loaded.model
@@ -138,11 +146,11 @@ class Reranker:
         ids = tok.encode(after, add_special_tokens=False) if after else []
         return ids[:1] or ([tok.eos_token_id] if tok.eos_token_id is not None else [])
 
-    def prompt_ids(self, findings: str, language: str) -> list[int]:
+    def prompt_ids(self, findings: str, language: str, examples: Sequence[Case] = ()) -> list[int]:
         tok = self.loaded.tokenizer
         template = template_for(language, self.family)
         if self.style == "chat":
-            text = fewshot.render(tok, template, findings, [], self.max_input_tokens).text
+            text = fewshot.render(tok, template, findings, list(examples), self.max_input_tokens).text
             return list(tok.encode(text, add_special_tokens=False))
         ids = [tok.bos_token_id] + tok.encode(template.render(findings), add_special_tokens=False)
         return ids[-self.max_input_tokens:]  # a long prompt loses its start, as the refit does
@@ -153,7 +161,9 @@ class Reranker:
 
     def score(self, request: DraftRequest, k: int) -> list[Scored]:
         """The ``k`` most similar cases (identical impressions once), each with its scores."""
-        found = self.cases.similar(request.institution, request.findings, k, exclude=request.accession)
+        found = self.cases.similar(request.institution, request.findings, max(k, self.shots),
+                                   exclude=request.accession)
+        examples, found = found[: self.shots], found[:k]
         unique: list[tuple[int, Case]] = []
         seen: set[str] = set()
         for rank, case in enumerate(found):
@@ -165,7 +175,8 @@ class Reranker:
             return []
         ids = [self._candidate_ids(c.impression) for _, c in unique]
         pad = self.loaded.tokenizer.pad_token_id or 0
-        totals = candidate_logprobs(self.model, self.prompt_ids(request.findings, request.language), ids, pad)
+        prompt = self.prompt_ids(request.findings, request.language, examples)
+        totals = candidate_logprobs(self.model, prompt, ids, pad)
         priors = [0.0] * len(unique)
         if self.pmi:
             missing = [i for i, (_, c) in enumerate(unique) if (request.language, c.impression) not in self._priors]
@@ -188,7 +199,7 @@ class RerankDrafter:
         if normalise == "pmi" and not reranker.pmi:
             raise ValueError("normalise='pmi' needs a Reranker made with pmi=True")
         self.reranker, self.k, self.normalise = reranker, k, normalise
-        self.label = label or system_label(k, normalise)
+        self.label = label or system_label(k, normalise, reranker.shots)
         self.model_id = reranker.loaded.model_id
 
     def draft(self, requests: list[DraftRequest]) -> list[Draft]:
@@ -202,6 +213,6 @@ class RerankDrafter:
         return out
 
 
-def system_label(k: int, normalise: Normalise) -> str:
+def system_label(k: int, normalise: Normalise, shots: int = 0) -> str:
     """What a draft records as the system that drafted it."""
-    return f"base+rerank-k{k}-{normalise}"
+    return f"base+rerank-k{k}-{normalise}" + (f"-shots{shots}" if shots else "")

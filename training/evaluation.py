@@ -15,7 +15,8 @@ once per system and only scored. Systems:
   before the prompt (as ``RADFLOW_RETRIEVAL_K`` serves them);
 - ``retrieval-rerank``: the untrained base picks, among the k most similar train reports of the
   institution, the impression it finds most likely given the findings (k and the score chosen on
-  the validation split; training/rerank_eval.py).
+  the validation split; training/rerank_eval.py); ``fewshot-rerank``: the same, the 5 most
+  similar cases as worked examples in its prompt.
 
 Each system's test drafts are saved under ``<out>/drafts/`` with what produced them, and each
 adapter under ``<out>/adapters/``: the same command run again (with more systems, or after a
@@ -54,7 +55,7 @@ from training.refit import draft_texts, select_template
 log = logging.getLogger(__name__)
 
 SYSTEMS = ("last-sentence", "retrieval", "base", "fewshot", "shared-adapter", "institution-adapters",
-           "adapters-retrieval", "retrieval-rerank")
+           "adapters-retrieval", "retrieval-rerank", "fewshot-rerank")
 MODEL_SYSTEMS = SYSTEMS[2:]
 GROUPS = {"institution": lambda e: e.institution, "body_part": lambda e: e.body_system,
           "body_system": lambda e: e.body_system}
@@ -233,8 +234,9 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
             notes["base"] = f"checkpoint {model_path.name}"
         loaded = load_model(model_path, device)
         drafter = ModelDrafter(loaded, recipe.max_new_tokens, max_input_tokens, retrieval=index)
-        if "fewshot" in systems and not fewshot.has_chat_template(loaded.tokenizer):
-            raise TrainingError(f"--systems fewshot needs an instruct base with a chat template; {model_path} has none")
+        for system in ("fewshot", "fewshot-rerank"):
+            if system in systems and not fewshot.has_chat_template(loaded.tokenizer):
+                raise TrainingError(f"--systems {system} needs an instruct base with a chat template; {model_path} has none")
         cache = _DraftCache(out_dir / "drafts", test, loaded.model_id, recipe, max_input_tokens)
         trained = data
         if train_per_institution:
@@ -259,13 +261,14 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
 
         if "base" in systems:
             texts["base"] = draft_all("base", BASE, notes["base"])
-        if "retrieval-rerank" in systems:  # choices on the validation split only
-            from training import rerank_eval
+        for system in ("retrieval-rerank", "fewshot-rerank"):  # choices on the validation split only
+            if system in systems:
+                from training import rerank_eval
 
-            reranker, choice = rerank_eval.prepare(loaded, index, data.val, out_dir, max_input_tokens=max_input_tokens,
-                                                   progress=progress)
-            texts["retrieval-rerank"] = draft_all("retrieval-rerank", BASE, choice.note(len(data.val)),
-                                                  using=reranker, extra=choice.key())
+                reranker, choice = rerank_eval.prepare(
+                    loaded, index, data.val, out_dir, max_input_tokens=max_input_tokens, progress=progress,
+                    shots=rerank_eval.SHOTS if system == "fewshot-rerank" else 0)
+                texts[system] = draft_all(system, BASE, choice.note(len(data.val)), using=reranker, extra=choice.key())
         if "fewshot" in systems:
             texts["fewshot"] = draft_all("fewshot", BASE, (
                 f"{fewshot.system_label(fewshot_k)}: the untrained base, chat template, the {fewshot_k} most "

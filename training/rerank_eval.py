@@ -8,6 +8,9 @@ is read off those scores, and the best mean ROUGE-L wins (ties: the smaller k, t
 pay on validation. Two controls without the model are scored beside it on validation: ``vote``
 (the impression most frequent among the top k, ties to BM25's order) and ``shortest``.
 The test split is then drafted once with the chosen setting.
+
+``fewshot-rerank`` is the same with the ``SHOTS`` most similar cases as worked examples in the
+scoring prompt (the same examples whatever k, so one scoring pass serves the whole grid; no PMI).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from training.gate import means, score_drafts
 log = logging.getLogger(__name__)
 
 KS = (1, 2, 3, 4, 5)
+SHOTS = 5
 CONTROLS = ("vote", "shortest")
 
 
@@ -39,16 +43,19 @@ class Choice:
     k: int
     normalise: Normalise
     validation: dict[str, dict[str, float]]  # "k3-mean" / "vote-k3" -> {institution or "all": mean R-L}
+    shots: int = 0
 
     def note(self, n_val: int) -> str:
         best_all = self.validation[f"k{self.k}-{self.normalise}"]["all"]
+        context = (f"the findings after the {self.shots} most similar cases as worked examples" if self.shots
+                   else "the findings")
         return (f"the untrained base scores the {self.k} most similar train reports' impressions of the institution "
-                f"(log-probability given the findings, {self.normalise}); k and the score chosen on the validation "
+                f"(log-probability given {context}, {self.normalise}); k and the score chosen on the validation "
                 f"split ({n_val} reports, R-L {best_all:.3f}; k=1, i.e. retrieval: "
                 f"{self.validation[f'k1-{self.normalise}']['all']:.3f})")
 
     def key(self) -> dict[str, object]:
-        return {"rerank_k": self.k, "rerank_normalise": self.normalise}
+        return {"rerank_k": self.k, "rerank_normalise": self.normalise} | ({"rerank_shots": self.shots} if self.shots else {})
 
 
 def _save(path: Path, scored: dict[str, list[Scored]]) -> None:
@@ -134,15 +141,24 @@ def validation_table(choice: Choice) -> str:
 
 
 def prepare(loaded: LoadedModel, cases: CaseSource, val: Sequence[ds.Example], out_dir: Path, *,
-            max_input_tokens: int = 448, ks: Sequence[int] = KS, progress: bool = True) -> tuple[RerankDrafter, Choice]:
+            max_input_tokens: int = 448, ks: Sequence[int] = KS, shots: int = 0,
+            progress: bool = True) -> tuple[RerankDrafter, Choice]:
     """Score the validation split, choose k and the normalisation on it, and return the drafter
-    for the test split; the validation grid is written to ``<out>/rerank/validation.md``."""
+    for the test split; the validation grid is written to ``<out>/rerank/validation[-shotsN].md``.
+    ``shots``: worked examples in the scoring prompt (an instruct base only)."""
     chat = fewshot.has_chat_template(loaded.tokenizer)  # an instruct base: its chat; else its own template
+    if shots and not chat:
+        raise ValueError("worked examples in the scoring prompt need an instruct base with a chat template")
     reranker = Reranker(loaded, cases, style="chat" if chat else "template",
-                        family=None if chat else loaded.template_family, max_input_tokens=max_input_tokens, pmi=True)
-    scored = score_split(reranker, val, max(ks), out_dir / "rerank" / "validation-scores.json", progress=progress)
-    choice = choose(val, scored, cases, ks)
-    (out_dir / "rerank" / "validation.md").write_text(validation_table(choice) + "\n", encoding="utf-8")
+                        family=None if chat else loaded.template_family, max_input_tokens=max_input_tokens,
+                        pmi=not shots, shots=shots)
+    suffix = f"-shots{shots}" if shots else ""
+    scored = score_split(reranker, val, max(ks), out_dir / "rerank" / f"validation-scores{suffix}.json",
+                         progress=progress)
+    normalisations = tuple(n for n in NORMALISATIONS if n != "pmi" or not shots)
+    found = choose(val, scored, cases, ks, normalisations)
+    choice = Choice(found.k, found.normalise, found.validation, shots)
+    (out_dir / "rerank" / f"validation{suffix}.md").write_text(validation_table(choice) + "\n", encoding="utf-8")
     log.info("rerank: chosen on validation: k=%d, %s (R-L %.4f)\n%s", choice.k, choice.normalise,
              choice.validation[f"k{choice.k}-{choice.normalise}"]["all"], validation_table(choice))
     reranker.pmi = choice.normalise == "pmi"

@@ -166,3 +166,16 @@ def test_validation_scores_are_saved_and_reused(loaded: LoadedModel, tmp_path: P
     assert not calls  # nothing scored twice
     assert {acc: [(s.case.impression, s.rank, round(s.logprob, 4)) for s in items] for acc, items in again.items()} == \
         {acc: [(s.case.impression, s.rank, round(s.logprob, 4)) for s in items] for acc, items in first.items()}
+
+
+def test_worked_examples_in_the_scoring_prompt(chat_loaded: LoadedModel) -> None:
+    reranker = Reranker(chat_loaded, _index(), style="chat", pmi=False, shots=2)
+    request = DraftRequest("XIHE", "q3", "右肺上叶见磨玻璃影，边缘模糊。", "zh")
+    found = _index().similar("XIHE", request.findings, 2, exclude="q3")
+    prompt = chat_loaded.tokenizer.decode(reranker.prompt_ids(request.findings, "zh", found))
+    assert all(c.impression in prompt for c in found) and "OTHER-SITE-IMPRESSION" not in prompt
+    scored = reranker.score(request, 1)  # two examples in the prompt, one candidate competing
+    assert [s.rank for s in scored] == [0]
+    assert RerankDrafter(reranker, k=1, normalise="sum").label == "base+rerank-k1-sum-shots2"
+    with pytest.raises(ValueError):
+        Reranker(chat_loaded, _index(), style="chat", pmi=True, shots=2)  # the prior would depend on the report
