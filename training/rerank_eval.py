@@ -55,7 +55,10 @@ class Choice:
                 f"{self.validation[f'k1-{self.normalise}']['all']:.3f})")
 
     def key(self) -> dict[str, object]:
-        return {"rerank_k": self.k, "rerank_normalise": self.normalise} | ({"rerank_shots": self.shots} if self.shots else {})
+        key: dict[str, object] = {"rerank_k": self.k, "rerank_normalise": self.normalise}
+        if self.shots:  # absent for retrieval-rerank, so its saved drafts stay valid
+            key["rerank_shots"] = self.shots
+        return key
 
 
 def _save(path: Path, scored: dict[str, list[Scored]]) -> None:
