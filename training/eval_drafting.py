@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.adapters import ADAPTER_META, SHARED, AdapterSpec, read_spec
-from model.drafter import ModelDrafter
+from model.drafter import Drafter, ModelDrafter
 from radflow.errors import TrainingError
 from training import dataset as ds
 from training.lora import train_adapter
@@ -36,15 +36,17 @@ class EvalDrafter:
     progress: bool
     notes: dict[str, str]
 
-    def draft(self, system: str, use: str | None, note: str, fewshot_k: int = 0, cases_k: int = 0) -> list[str]:
+    def draft(self, system: str, use: str | None, note: str, fewshot_k: int = 0, cases_k: int = 0,
+              using: Drafter | None = None, extra: dict | None = None) -> list[str]:
         """``system``'s drafts of the whole test split with adapter ``use`` (None: routed by
-        institution), continuing from what is saved for the same settings and adapters."""
+        institution), continuing from what is saved for the same settings and adapters.
+        ``using``: another drafter on the same model (the reranker), ``extra`` its settings."""
         serving = sorted(spec.label for spec in self.drafter.serving.values())
-        key = {"fewshot_k": fewshot_k, "cases_k": cases_k, "adapters": serving}
+        key = {"fewshot_k": fewshot_k, "cases_k": cases_k, "adapters": serving} | (extra or {})
         out = self.cache.get(system, key)
         self.drafter.fewshot_k, self.drafter.retrieval_k = fewshot_k, cases_k
         for start in range(len(out), len(self.test), self.batch):  # resumes where a killed run stopped
-            out += draft_texts(self.drafter, self.test[start : start + self.batch], use, self.batch, False, system)
+            out += draft_texts(using or self.drafter, self.test[start : start + self.batch], use, self.batch, False, system)
             self.cache.put(system, key, out, note)
             if self.progress:
                 log.info("%s: %d of %d test reports drafted", system, len(out), len(self.test))

@@ -12,7 +12,11 @@ once per system and only scored. Systems:
 - ``shared-adapter``: one LoRA adapter refit on every institution's train split;
 - ``institution-adapters``: an adapter per institution with enough reports (others: the shared one);
 - ``adapters-retrieval``: the institution adapters, with the most similar train reports put
-  before the prompt (as ``RADFLOW_RETRIEVAL_K`` serves them).
+  before the prompt (as ``RADFLOW_RETRIEVAL_K`` serves them);
+- ``retrieval-rerank``: the untrained base picks, among the k most similar train reports of the
+  institution, the impression it finds most likely given the findings (k and the score chosen on
+  the validation split; training/rerank_eval.py); ``fewshot-rerank``: the same, the 5 most
+  similar cases as worked examples in its prompt.
 
 Each system's test drafts are saved under ``<out>/drafts/`` with what produced them, and each
 adapter under ``<out>/adapters/``: the same command run again (with more systems, or after a
@@ -42,7 +46,7 @@ from training.recipe import Recipe
 log = logging.getLogger(__name__)
 
 SYSTEMS = ("last-sentence", "retrieval", "base", "fewshot", "shared-adapter", "institution-adapters",
-           "adapters-retrieval")
+           "adapters-retrieval", "retrieval-rerank", "fewshot-rerank")
 MODEL_SYSTEMS = SYSTEMS[2:]
 
 
@@ -83,8 +87,9 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
             notes["base"] = f"checkpoint {model_path.name}"
         loaded = load_model(model_path, device)
         drafter = ModelDrafter(loaded, recipe.max_new_tokens, max_input_tokens, retrieval=index)
-        if "fewshot" in systems and not fewshot.has_chat_template(loaded.tokenizer):
-            raise TrainingError(f"--systems fewshot needs an instruct base with a chat template; {model_path} has none")
+        for system in ("fewshot", "fewshot-rerank"):
+            if system in systems and not fewshot.has_chat_template(loaded.tokenizer):
+                raise TrainingError(f"--systems {system} needs an instruct base with a chat template; {model_path} has none")
         cache = DraftCache(out_dir / "drafts", test, loaded.model_id, recipe, max_input_tokens)
         run = EvalDrafter(drafter, cache, test, model_path, recipe, out_dir, device, batch, progress, notes)
         _draft_model_systems(systems, run, _adapter_data(data, train_per_institution, recipe.seed), texts,
@@ -125,6 +130,16 @@ def _draft_model_systems(systems: Sequence[str], run: EvalDrafter, trained: ds.D
     (each refit once and reused by the systems after it)."""
     if "base" in systems:
         texts["base"] = run.draft("base", BASE, run.notes["base"])
+    for system in ("retrieval-rerank", "fewshot-rerank"):  # choices on the validation split only
+        if system in systems:
+            from training import rerank_eval
+
+            assert run.drafter.retrieval is not None  # the train split's case index
+            reranker, choice = rerank_eval.prepare(
+                run.drafter.loaded, run.drafter.retrieval, trained.val, run.out_dir,
+                max_input_tokens=run.drafter.max_input_tokens, progress=run.progress,
+                shots=rerank_eval.SHOTS if system == "fewshot-rerank" else 0)
+            texts[system] = run.draft(system, BASE, choice.note(len(trained.val)), using=reranker, extra=choice.key())
     if "fewshot" in systems:
         texts["fewshot"] = run.draft("fewshot", BASE, (
             f"{fewshot.system_label(fewshot_k)}: the untrained base, chat template, the {fewshot_k} most "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from model import fewshot
 from model.adapters import BASE, SHARED, AdapterSpec, next_version, route, serving_specs
-from model.drafter import DraftRequest, ModelDrafter
+from model.drafter import Drafter, DraftRequest, ModelDrafter
 from model.loader import load_model
 from model.retrieval import CaseIndex
 from radflow.codes import AdapterStatus
@@ -204,7 +204,7 @@ class Refitter:
         return score_with(self._eval_drafter(), examples, slots, use)
 
 
-def draft_texts(drafter: ModelDrafter, examples: list[ds.Example], use: str | None, batch: int = 16,
+def draft_texts(drafter: Drafter, examples: list[ds.Example], use: str | None, batch: int = 16,
                 progress: bool = False, what: str = "") -> list[str]:
     """Drafts of ``examples`` with the adapter in slot ``use``, BASE, or routed by institution (None)."""
     from tqdm.auto import tqdm

@@ -59,7 +59,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--out", default="eval-out", help="directory for results.md, results.csv and results.png")
     p.add_argument("--systems", default="last-sentence,retrieval,base,shared-adapter,institution-adapters",
                    help="any of last-sentence, retrieval, base, fewshot (an instruct --model), shared-adapter, "
-                        "institution-adapters, adapters-retrieval")
+                        "institution-adapters, adapters-retrieval, retrieval-rerank, fewshot-rerank (an instruct --model)")
     p.add_argument("--model", help="a pulled model's name or a local checkpoint as the base "
                                     "(default: bootstrap one on the train split)")
     p.add_argument("--recipe", help="refit recipe (default: `embedded` for a bootstrapped base, else `paper`)")
