@@ -54,22 +54,60 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from radflow.services import ensure_all_topics, start_listener
 
     async def listen() -> None:
-        await ensure_all_topics(settings)
-        service = await start_listener(settings, args.port)
-        print(f"MLLP listener on {settings.mllp_host}:{service.server.port}", flush=True)
-        if settings.ingest_metrics_port:
-            port = await service.serve_metrics(settings.mllp_host, settings.ingest_metrics_port)
-            print(f"metrics on http://{settings.mllp_host}:{port}/metrics", flush=True)
+        stop = _stop_on_signals()
+        main = asyncio.current_task()
+        started = False
+
+        def end_start_up(_: object) -> None:  # a signal while topics are made or the producer connects
+            if not started and main is not None:
+                main.cancel()
+
+        waiter = asyncio.ensure_future(stop.wait())
+        waiter.add_done_callback(end_start_up)
+        service = None
         try:
-            await asyncio.Event().wait()
+            await ensure_all_topics(settings)
+            service = await start_listener(settings, args.port)
+            started = True
+            print(f"MLLP listener on {settings.mllp_host}:{service.server.port}", flush=True)
+            if settings.ingest_metrics_port:
+                port = await service.serve_metrics(settings.mllp_host, settings.ingest_metrics_port)
+                print(f"metrics on http://{settings.mllp_host}:{port}/metrics", flush=True)
+            # the event, not a cancelled task, ends the run: under load a cancellation that lands
+            # while a start-up step completes can be swallowed (asyncio.wait_for on 3.11)
+            await stop.wait()
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise
         finally:
-            await service.stop()
+            waiter.cancel()
+            if service is not None:
+                await service.stop()  # stops taking frames, then flushes the producer
 
     try:
         asyncio.run(listen())
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """SIGINT, SIGTERM and SIGHUP set the event; a second one exits at once, and says so."""
+    import os
+    import signal
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            os.write(1, b"\nsecond signal: stopping at once\n")
+            os._exit(130)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal)
+    return stop
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:

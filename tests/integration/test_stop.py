@@ -190,6 +190,15 @@ def test_ctrl_c_stops_ingest(launch, broker: EmbeddedBroker) -> None:
     print(f"ingest stopped in {gone[ingest.process.pid]:.1f} s")
 
 
+def test_ctrl_c_stops_ingest_while_it_waits_for_its_broker(launch) -> None:
+    """Ctrl-C before the listener is up (the broker is not there yet): no wait for the retries."""
+    ingest = launch(["ingest"], RADFLOW_BROKER=f"kafka://127.0.0.1:{free_port()}")
+    ingest.wait_for("Unable connect")  # aiokafka's retry line: start-up is waiting on the broker
+    gone = ingest.ctrl_c()
+    assert "Traceback" not in ingest.text() and "MLLP listener on" not in ingest.text()
+    print(f"ingest stopped while starting in {gone[ingest.process.pid]:.1f} s")
+
+
 def test_ctrl_c_stops_a_worker_whose_broker_is_gone(launch, tmp_path: Path) -> None:
     """The case that made a worker linger for its 90 s request timeout: the broker died first,
     under a worker that had finished starting."""
