@@ -15,6 +15,11 @@ TINY = BootstrapConfig(steps=40, vocab_size=700, hidden_size=64, layers=2, heads
                        intermediate_size=128, max_length=256, batch_size=8)
 
 
+#: ChatML, the format of SmolLM2-Instruct and many other instruct bases.
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
@@ -32,6 +37,21 @@ def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, pairs_file: Path) -> Path:
     return bootstrap(pairs_file, tmp_path_factory.mktemp("model") / "tiny", TINY, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """The tiny model, its tokenizer given a chat template (as an instruct base has)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("chat") / "tiny-chat"
+    shutil.copytree(tiny_model, path)
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.chat_template = CHATML
+    tok.save_pretrained(path)
+    return path
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

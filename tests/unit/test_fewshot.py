@@ -4,7 +4,6 @@ compares a new adapter with it."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,26 +19,14 @@ from storage.tables import SignedReportRow
 from training.recipe import Recipe
 from training.refit import Refitter
 
-#: ChatML, the format of SmolLM2-Instruct and many other instruct bases.
-CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-          "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-
 SAME = [Case("a1", "右肺上叶见磨玻璃影，边缘模糊。", "右肺上叶炎症"),
         Case("a2", "左肺下叶见结节影，直径约5mm。", "左肺下叶小结节")]
 OTHER = Case("b1", "右肺上叶见磨玻璃影，边缘模糊。", "OTHER-SITE-IMPRESSION")
 
 
 @pytest.fixture(scope="module")
-def chat_model(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
-    """The session's tiny model, its tokenizer given a chat template (as an instruct base has)."""
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("chat") / "tiny-chat"
-    shutil.copytree(tiny_model, path)
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.chat_template = CHATML
-    tok.save_pretrained(path)
-    return path
+def chat_model(tiny_chat_model: Path) -> Path:
+    return tiny_chat_model
 
 
 def _index() -> CaseIndex:

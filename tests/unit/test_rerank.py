@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,6 @@ from model.rerank import RerankDrafter, Reranker, Scored, best, candidate_logpro
 from model.retrieval import CaseIndex
 from training import dataset as ds
 from training import rerank_eval
-
-CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-          "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 CASES = [Case("a1", "右肺上叶见磨玻璃影，边缘模糊。", "右肺上叶炎症"),
          Case("a2", "右肺上叶见磨玻璃影，边缘清楚。", "右肺上叶炎症"),  # the same impression again
@@ -31,15 +27,8 @@ def loaded(tiny_model: Path) -> LoadedModel:
 
 
 @pytest.fixture(scope="module")
-def chat_loaded(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> LoadedModel:
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("chat") / "tiny-chat"
-    shutil.copytree(tiny_model, path)
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.chat_template = CHATML
-    tok.save_pretrained(path)
-    return load_model(path, "cpu")
+def chat_loaded(tiny_chat_model: Path) -> LoadedModel:
+    return load_model(tiny_chat_model, "cpu")
 
 
 def _index() -> CaseIndex:
