@@ -71,7 +71,8 @@ def best(scored: Sequence[Scored], how: Normalise, k: int | None = None) -> Scor
     return max(pool, key=lambda s: (s.score(how), -s.rank))
 
 
-def _norm(text: str) -> str:
+def same_text(text: str) -> str:
+    """The key under which two impressions count as the same (whitespace and case aside)."""
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
@@ -167,7 +168,7 @@ class Reranker:
         unique: list[tuple[int, Case]] = []
         seen: set[str] = set()
         for rank, case in enumerate(found):
-            key = _norm(case.impression)
+            key = same_text(case.impression)
             if key and key not in seen:
                 seen.add(key)
                 unique.append((rank, case))

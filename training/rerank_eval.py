@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from model import fewshot
 from model.cases import Case, CaseSource
 from model.drafter import DraftRequest
 from model.loader import LoadedModel
-from model.rerank import NORMALISATIONS, Normalise, RerankDrafter, Reranker, Scored, best
+from model.rerank import NORMALISATIONS, Normalise, RerankDrafter, Reranker, Scored, best, same_text
 from training import dataset as ds
 from training.gate import means, score_drafts
 
@@ -95,11 +94,7 @@ def score_split(reranker: Reranker, examples: Sequence[ds.Example], k: int, path
 def vote(scored: Sequence[Scored], counts: Counter[str], k: int) -> Scored | None:
     """The candidate whose impression occurs most often among the top ``k`` (ties: BM25's order)."""
     pool = [s for s in scored if s.rank < k]
-    return max(pool, key=lambda s: (counts[_norm(s.case.impression)], -s.rank), default=None)
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
+    return max(pool, key=lambda s: (counts[same_text(s.case.impression)], -s.rank), default=None)
 
 
 def _mean_by_institution(examples: Sequence[ds.Example], texts: Sequence[str]) -> dict[str, float]:
@@ -114,13 +109,15 @@ def choose(examples: Sequence[ds.Example], scored: dict[str, list[Scored]], case
            ks: Sequence[int] = KS, normalisations: Sequence[Normalise] = NORMALISATIONS) -> Choice:
     """The (k, normalisation) with the best mean validation ROUGE-L, with every cell of the grid."""
     validation: dict[str, dict[str, float]] = {}
+    # the controls' candidates with duplicates kept (``scored`` holds each impression once); one
+    # search at the largest k serves every k, since a top-k is a prefix of the top-max(ks)
+    found = {e.accession: cases.similar(e.institution, e.findings, max(ks), exclude=e.accession) for e in examples}
     for k in ks:
         for how in normalisations:
             picks = [best(scored[e.accession], how, k) for e in examples]
             validation[f"k{k}-{how}"] = _mean_by_institution(examples, [p.case.impression if p else "" for p in picks])
         # the controls: the same candidates, chosen without the model
-        found = {e.accession: cases.similar(e.institution, e.findings, k, exclude=e.accession) for e in examples}
-        counts = {acc: Counter(_norm(c.impression) for c in items) for acc, items in found.items()}
+        counts = {acc: Counter(same_text(c.impression) for c in items[:k]) for acc, items in found.items()}
         voted = [vote(scored[e.accession], counts[e.accession], k) for e in examples]
         validation[f"vote-k{k}"] = _mean_by_institution(examples, [p.case.impression if p else "" for p in voted])
         shortest = [min((s for s in scored[e.accession] if s.rank < k), key=lambda s: (len(s.case.impression), s.rank),
