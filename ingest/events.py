@@ -59,6 +59,11 @@ class ReportEvent(_JsonEvent):
     def signed(self) -> bool:
         return self.status in SIGNED_STATUSES
 
+    @property
+    def message_id(self) -> str:
+        """The inbound message's identity (:func:`message_id`); "" when MSH-10 was empty."""
+        return message_id(self.institution, self.message_control_id)
+
 
 @dataclass(frozen=True)
 class OrderEvent(_JsonEvent):
@@ -78,6 +83,10 @@ class OrderEvent(_JsonEvent):
     @property
     def key(self) -> str:
         return pair_key(self.institution, self.accession)
+
+    @property
+    def message_id(self) -> str:
+        return message_id(self.institution, self.message_control_id)
 
 
 @dataclass(frozen=True)
@@ -109,3 +118,10 @@ class DeadLetter:
 
 def pair_key(institution: str, accession: str) -> str:
     return f"{institution}|{accession}"
+
+
+def message_id(institution: str, control_id: str) -> str:
+    """One inbound message, the same on every re-send: its institution and MSH-10 (a RIS that
+    did not see an ACK sends the message again with the same control id). "" when MSH-10 is
+    empty: such a message is known to storage only by (institution, accession, status)."""
+    return f"{institution}|{control_id}" if control_id else ""

@@ -13,12 +13,15 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from model.scoring.aggregate import METRICS, ROUGE, means
 from radflow.codes import SIGNED_STATUSES, DraftStatus, ResultStatus
 from radflow.errors import StorageError
+from storage import processed as processed_log
+from storage.processed import ProcessedLog
 from storage.registry import AdapterRegistry
 from storage.tables import (
     AlertRow,
     DraftRow,
     DriftChunkRow,
     OrderRow,
+    ProcessedMessageRow,
     ScoreRow,
     SignedReportRow,
 )
@@ -26,7 +29,7 @@ from storage.tables import (
 Row = TypeVar("Row", DraftRow, OrderRow, ScoreRow, SignedReportRow)
 
 
-class Repository(AdapterRegistry):
+class Repository(AdapterRegistry, ProcessedLog):
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}
@@ -66,8 +69,9 @@ class Repository(AdapterRegistry):
         self.engine.dispose()
 
     # -- writes ---------------------------------------------------------------------------
-    def upsert(self, row: Row) -> Row:
-        """Insert, or update the row with the same (institution, accession)."""
+    def upsert(self, row: Row, processed: list[ProcessedMessageRow] | None = None) -> Row:
+        """Insert, or update the row with the same (institution, accession); ``processed``: the
+        messages this write completes, recorded in the same transaction (storage.processed)."""
         model = type(row)
         values = row.model_dump(exclude={"id"})
         for _attempt in range(3):
@@ -81,6 +85,7 @@ class Repository(AdapterRegistry):
                     for name, value in values.items():
                         setattr(current, name, value)
                 session.add(current)
+                processed_log.record(session, processed or [])
                 try:
                     session.commit()
                 except IntegrityError:
@@ -96,7 +101,7 @@ class Repository(AdapterRegistry):
             session.add(row)
             session.commit()
 
-    def retract(self, institution: str, accession: str) -> None:
+    def retract(self, institution: str, accession: str, processed: list[ProcessedMessageRow] | None = None) -> None:
         """A cancelled exam: its score goes, its draft is marked retracted, the report says X."""
         with Session(self.engine) as session:
             for score in session.exec(
@@ -115,6 +120,7 @@ class Repository(AdapterRegistry):
             ):
                 report.status = ResultStatus.CANCELLED
                 session.add(report)
+            processed_log.record(session, processed or [])
             session.commit()
 
     # -- reads ----------------------------------------------------------------------------

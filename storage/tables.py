@@ -3,6 +3,7 @@
 
 import time
 
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 from radflow.codes import AdapterStatus, DraftStatus, ResultStatus
@@ -198,3 +199,23 @@ class AdapterEvalRow(SQLModel, table=True):
     rougeL: float = 0.0
     missed_rate: float = 0.0
     over_rate: float = 0.0
+
+
+class ProcessedMessageRow(SQLModel, table=True):
+    """An inbound HL7 message whose effects downstream are durable in storage ("done").
+
+    Written by the agent that owns the message's effect (draft: P; score: F, C, X; orders:
+    orders), in the same transaction as that effect or right after it. The ingest journal asks
+    ``Repository.done`` which of its entries it may release. Contract: docs/architecture.md.
+    """
+
+    __tablename__ = "processed_messages"
+    __table_args__ = (Index("ix_processed_messages_key", "institution", "accession", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(unique=True)  # ingest.events.message_id: "institution|MSH-10"
+    institution: str
+    accession: str
+    status: str = ""  # OBR-25 of a result (P, F, C, X), "order" for an order
+    agent: str = ""  # which agent recorded it: draft, score, orders
+    processed_at: float = Field(default_factory=time.time, index=True)
