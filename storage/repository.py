@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, func, inspect, text
+from sqlalchemy import event, func, inspect, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -69,11 +69,13 @@ class Repository(AdapterRegistry, ProcessedLog):
         self.engine.dispose()
 
     # -- writes ---------------------------------------------------------------------------
-    def upsert(self, row: Row, processed: list[ProcessedMessageRow] | None = None) -> Row:
+    def upsert(self, row: Row, processed: list[ProcessedMessageRow] | None = None, keep: tuple[str, ...] = ()) -> Row:
         """Insert, or update the row with the same (institution, accession); ``processed``: the
-        messages this write completes, recorded in the same transaction (storage.processed)."""
+        messages this write completes, recorded in the same transaction (storage.processed);
+        ``keep``: columns an update leaves as they are."""
         model = type(row)
         values = row.model_dump(exclude={"id"})
+        kept = {k: v for k, v in values.items() if k not in keep}
         for _attempt in range(3):
             with Session(self.engine) as session:
                 current = session.exec(
@@ -82,7 +84,7 @@ class Repository(AdapterRegistry, ProcessedLog):
                 if current is None:
                     current = model(**values)
                 else:
-                    for name, value in values.items():
+                    for name, value in kept.items():
                         setattr(current, name, value)
                 session.add(current)
                 processed_log.record(session, processed or [])
@@ -176,6 +178,29 @@ class Repository(AdapterRegistry, ProcessedLog):
             if adapter_version is not None:
                 stmt = stmt.where(DriftChunkRow.adapter_version == adapter_version)
             return list(session.exec(stmt.order_by(col(DriftChunkRow.chunk))).all())
+
+    def count_in_drift(self, institution: str, accession: str, chunk: int, closed: list[Any]) -> bool:
+        """Count a score in drift window ``chunk``, with the rows of the window it closes (the
+        chunk, its alerts), in one transaction. False, writing nothing, when the score was
+        counted already or is gone (a cancelled exam): each exam enters drift once."""
+        with Session(self.engine) as session:
+            claimed: Any = session.execute(
+                update(ScoreRow).where(col(ScoreRow.institution) == institution, col(ScoreRow.accession) == accession,
+                                       col(ScoreRow.drift_chunk) < 0).values(drift_chunk=chunk)
+            )
+            if claimed.rowcount != 1:
+                session.rollback()
+                return False
+            session.add_all(closed)
+            session.commit()
+            return True
+
+    def drift_window(self, institution: str, body_system: str, adapter_version: str, chunk: int) -> list[ScoreRow]:
+        """The scores counted in one (open) drift window of a segment."""
+        with Session(self.engine) as session:
+            return list(session.exec(select(ScoreRow).where(
+                ScoreRow.institution == institution, ScoreRow.body_system == body_system,
+                ScoreRow.adapter_version == adapter_version, ScoreRow.drift_chunk == chunk)).all())
 
     def alerts(self, limit: int = 50) -> list[AlertRow]:
         with Session(self.engine) as session:

@@ -74,6 +74,8 @@ class ScoreRow(SQLModel, table=True):
     over_concepts: str = ""
     adapter_version: str = ""
     signed_status: str = ResultStatus.FINAL.value
+    inputs: str = ""  # digest of the draft and signed texts scored (streams.pairing.inputs_of): a replay is a no-op
+    drift_chunk: int = -1  # the drift window that counted this score, once it closed; -1: none yet
     created_at: float = Field(default_factory=time.time, index=True)
 
 

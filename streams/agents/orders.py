@@ -11,6 +11,7 @@ from typing import Any
 import faust
 
 from ingest.events import OrderEvent
+from storage.processed import ORDER, processed
 from storage.repository import Repository
 from storage.tables import OrderRow
 from streams.agents import one_at_a_time
@@ -27,8 +28,11 @@ def order_row(order: OrderEvent) -> OrderRow:
 
 
 async def register_one(deps: OrderDeps, value: bytes | str) -> OrderRow:
-    row = order_row(OrderEvent.from_dict(json.loads(value)))
-    await asyncio.to_thread(deps.repository.upsert, row)
+    """Upsert the order (a replay writes the same row again), done in the same transaction."""
+    order = OrderEvent.from_dict(json.loads(value))
+    done = processed(order.message_id, order.institution, order.accession, ORDER, "orders")
+    row = order_row(order)
+    await asyncio.to_thread(deps.repository.upsert, row, [done])
     return row
 
 

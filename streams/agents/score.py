@@ -17,8 +17,9 @@ import faust
 
 from ingest.events import ReportEvent, pair_key
 from radflow.codes import ResultStatus
+from storage.processed import processed
 from storage.repository import Repository
-from storage.tables import DraftRow, SignedReportRow
+from storage.tables import DraftRow, ProcessedMessageRow, ScoreRow, SignedReportRow
 from streams import pairing
 from streams.agents import Send, one_at_a_time
 from streams.records import DraftRecord, ScoreRecord
@@ -56,22 +57,41 @@ class _Storage:
         self.deps.stats["halves_from_storage"] += found
         return pairing.signed_from_row(row) if row and found else None
 
+    def scored_inputs(self, institution: str, accession: str) -> str | None:
+        row = self.deps.repository.get(ScoreRow, institution, accession)
+        return row.inputs if row is not None else None
+
+
+def done_row(event: ReportEvent) -> ProcessedMessageRow:
+    return processed(event.message_id, event.institution, event.accession, event.status, "score")
+
 
 async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
-    """Take one report or draft; returns the score when it completed (or re-completed) a pair."""
+    """Take one report or draft; returns the score when it completed (or re-completed) a pair.
+
+    Replays change nothing: a report already processed (storage.processed) is skipped, and a
+    pair already scored from the same texts is not scored again (a correction's new text is)."""
     payload = json.loads(value)
     draft_part = signed_part = None
+    done: list[ProcessedMessageRow] = []
     if payload.get("kind") == DraftRecord.kind:
         draft = DraftRecord.from_dict(payload)
         institution, accession = draft.institution, draft.accession
         draft_part = pairing.draft_half(draft)
     else:
         event = ReportEvent.from_dict(payload)
+        if not (event.signed or event.status == ResultStatus.CANCELLED):
+            return None  # a preliminary report is the draft agent's
+        if await asyncio.to_thread(deps.repository.is_processed, event.message_id):
+            deps.stats["replays_skipped"] += 1
+            return None
+        done = [done_row(event)]
         if event.status == ResultStatus.CANCELLED:
             deps.pending.pop(event.key, None)
-            await asyncio.to_thread(deps.repository.retract, event.institution, event.accession)
+            await asyncio.to_thread(deps.repository.retract, event.institution, event.accession, done)
             return None
-        if not event.signed or not event.impression:
+        if not event.impression:
+            await asyncio.to_thread(deps.repository.mark_processed, done)
             return None
         institution, accession = event.institution, event.accession
         await asyncio.to_thread(deps.repository.upsert, signed_row(event))
@@ -79,13 +99,19 @@ async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
     key = pair_key(institution, accession)
     storage = _Storage(deps)
     result = await asyncio.to_thread(pairing.update, deps.pending.get(key), institution, accession,
-                                     draft=draft_part, signed=signed_part,
-                                     find_draft=storage.draft, find_signed=storage.signed)
-    deps.pending[key] = result.entry
+                                     draft=draft_part, signed=signed_part, find_draft=storage.draft,
+                                     find_signed=storage.signed, scored_inputs=storage.scored_inputs)
     if result.score is None:
+        await asyncio.to_thread(deps.repository.mark_processed, done)  # the signed report is stored
+        deps.pending[key] = result.entry
+        deps.stats["replays_skipped"] += result.unchanged
         return None
     score = result.score
-    await asyncio.to_thread(deps.repository.upsert, score.to_row())
+    row = score.to_row()
+    row.inputs = result.inputs
+    # a re-score (a correction) keeps the drift window that counted the exam: each exam counts once
+    await asyncio.to_thread(deps.repository.upsert, row, done, ("drift_chunk",))
+    deps.pending[key] = result.entry  # after storage: an entry that says "scored" is never ahead of it
     deps.stats["scored"] += 1
     await deps.send(TopicNames.segment_key(institution, score.body_system, score.adapter_version), score)
     return score

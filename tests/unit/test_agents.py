@@ -108,9 +108,11 @@ async def test_drift_agent_raises_an_alert_when_a_window_leaves_its_band(app: fa
     sent, states = Sent(), {}
     deps = DriftDeps(repo, states, sent, chunk=2, reference_chunks=2)
 
-    def score(value: float, n: int) -> bytes:
-        return ScoreRecord(institution="XIHE", accession=f"A{n}", body_system="chest", language="zh", rouge1=value,
-                           rouge2=value, rougeL=value, missed=0, over=0).to_json()
+    def score(value: float, n: int) -> bytes:  # stored by the score agent before it is sent
+        record = ScoreRecord(institution="XIHE", accession=f"A{n}", body_system="chest", language="zh", rouge1=value,
+                             rouge2=value, rougeL=value, missed=0, over=0)
+        repo.upsert(record.to_row())
+        return record.to_json()
 
     async with drift_agent(app, app.channel(), deps).test_context() as agent:
         for n, value in enumerate([0.6, 0.62, 0.61, 0.6]):  # two reference windows
