@@ -14,6 +14,7 @@ from model.scoring.aggregate import METRICS, ROUGE, means
 from radflow.codes import SIGNED_STATUSES, DraftStatus, ResultStatus
 from radflow.errors import StorageError
 from storage import processed as processed_log
+from storage.deliveries import DeliveryLog
 from storage.processed import ProcessedLog
 from storage.registry import AdapterRegistry
 from storage.tables import (
@@ -29,7 +30,7 @@ from storage.tables import (
 Row = TypeVar("Row", DraftRow, OrderRow, ScoreRow, SignedReportRow)
 
 
-class Repository(AdapterRegistry, ProcessedLog):
+class Repository(AdapterRegistry, ProcessedLog, DeliveryLog):
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}
@@ -242,16 +243,6 @@ class Repository(AdapterRegistry, ProcessedLog):
             stmt = (select(DraftRow).where(DraftRow.status == DraftStatus.DRAFT, DraftRow.accession.not_in(signed))  # type: ignore[attr-defined]
                     .order_by(col(DraftRow.created_at)).limit(limit))
             return list(session.exec(stmt).all())
-
-    def set_delivery(self, institution: str, accession: str, outcome: str) -> None:
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(DraftRow).where(DraftRow.institution == institution, DraftRow.accession == accession)
-            ).first()
-            if row is not None:
-                row.delivery = outcome
-                session.add(row)
-                session.commit()
 
     def signed_pairs(self, institution: str | None = None, since: float = 0.0,
                      until: float | None = None) -> list[SignedReportRow]:

@@ -49,7 +49,10 @@ class DraftRow(SQLModel, table=True):
     template_id: str = ""
     guard: str = ""  # why the text was altered or replaced: "", "empty", "repetition"
     status: str = DraftStatus.DRAFT.value  # RETRACTED once the exam is cancelled (OBR-25 X)
-    delivery: str = ""  # outcome of sending the draft to the RIS worklist: AA, AR, failed, unrouted
+    delivery: str = ""  # sending it to the RIS worklist: "", sending, AA/CA, AR/CR, failed (retried later)
+    delivery_attempts: int = 0
+    delivery_due: float = 0.0  # when it may be sent (again): the end of a claim, or of a failure's backoff
+    delivered_at: float | None = None
     latency_ms: float = 0.0
     created_at: float = Field(default_factory=time.time, index=True)
 

@@ -25,7 +25,7 @@ from streams.agents.draft import DraftDeps, draft_agent
 from streams.agents.drift import DriftDeps, drift_agent
 from streams.agents.orders import OrderDeps, order_agent
 from streams.agents.score import ScoreDeps, score_agent
-from streams.agents.worklist import WorklistDeps, worklist_agent
+from streams.agents.worklist import WorklistDeps, sweep_task, worklist_agent
 from streams.dashboard import register_pages
 from streams.offsets import OffsetGuard
 from streams.stats import new_stats
@@ -121,4 +121,7 @@ def _wire_quality(app: faust.App, settings: Settings, names: TopicNames, reposit
                                        settings.drift_chunk, settings.drift_reference_chunks,
                                        settings.drift_first_chunk))
     order_agent(app, raw_topic(app, names.orders), OrderDeps(repository))
-    worklist_agent(app, drafts, WorklistDeps(WorklistSender(settings.parsed_worklist_routes()), repository, stats))
+    worklist = WorklistDeps(WorklistSender(settings.parsed_worklist_routes()), repository, stats,
+                            sweep_every=settings.worklist_sweep)
+    worklist_agent(app, drafts, worklist)
+    sweep_task(app, worklist)
