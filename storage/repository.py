@@ -244,6 +244,19 @@ class Repository(AdapterRegistry, ProcessedLog, DeliveryLog):
                     .order_by(col(DraftRow.created_at)).limit(limit))
             return list(session.exec(stmt).all())
 
+    def unscored_pairs(self, limit: int = 500) -> list[DraftRow]:
+        """Drafts whose exam is signed with an impression but has no score: a pair whose last
+        half was lost with a broker's memory (issue #19), for the score agent's sweep."""
+        with Session(self.engine) as session:
+            stmt = (select(DraftRow).join(SignedReportRow, (col(SignedReportRow.institution) == col(DraftRow.institution))
+                                          & (col(SignedReportRow.accession) == col(DraftRow.accession)))
+                    .outerjoin(ScoreRow, (col(ScoreRow.institution) == col(DraftRow.institution))
+                               & (col(ScoreRow.accession) == col(DraftRow.accession)))
+                    .where(col(ScoreRow.id).is_(None), col(DraftRow.status) == DraftStatus.DRAFT,
+                           col(SignedReportRow.status).in_(sorted(SIGNED_STATUSES)), col(SignedReportRow.impression) != "")
+                    .order_by(col(DraftRow.created_at)).limit(limit))
+            return list(session.exec(stmt).all())
+
     def signed_pairs(self, institution: str | None = None, since: float = 0.0,
                      until: float | None = None) -> list[SignedReportRow]:
         """Signed (F) and corrected (C) reports with an impression, received in [since, until]."""

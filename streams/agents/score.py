@@ -8,7 +8,9 @@ it is looked up in storage (``streams.pairing``). A cancelled exam (OBR-25 X) re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,10 @@ from streams.agents import Send, one_at_a_time
 from streams.records import DraftRecord, ScoreRecord
 from streams.stats import Stats
 from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+#: How often the score agent looks for stored pairs without a score.
+PAIR_SWEEP_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -119,3 +125,33 @@ async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
 
 def score_agent(app: faust.App, reports_and_drafts: Any, deps: ScoreDeps) -> Any:
     return one_at_a_time(app, reports_and_drafts, "radflow.score", score_one, deps)
+
+
+async def score_stored(deps: ScoreDeps) -> int:
+    """Score the pairs storage holds both halves of but no score: their last half crossed a topic
+    the broker lost (a broker restarted with its memory) after the message was done. Returns how
+    many were scored. Outside a stream, where a Faust table cannot be written: storage answers."""
+    deps, scored = dataclasses.replace(deps, pending={}), 0
+    for row in await asyncio.to_thread(deps.repository.unscored_pairs):
+        draft = DraftRecord(institution=row.institution, accession=row.accession, body_system=row.body_system,
+                            language=row.language, findings=row.findings, draft=row.draft, model_id=row.model_id,
+                            adapter_version=row.adapter_version, template_id=row.template_id, guard=row.guard,
+                            latency_ms=row.latency_ms, created_at=row.created_at)
+        scored += await score_one(deps, draft.to_json()) is not None
+    if scored:
+        log.info("scored %d stored pairs that had no score", scored)
+    return scored
+
+
+def stored_pairs_task(app: faust.App, deps: ScoreDeps) -> Any:
+    """At start, then every PAIR_SWEEP_SECONDS."""
+
+    async def score_stored_pairs() -> None:
+        while not app.should_stop:
+            try:
+                await score_stored(deps)
+            except Exception as exc:  # storage or the broker away for a moment: try again later
+                log.warning("scoring stored pairs failed (%s)", type(exc).__name__)
+            await asyncio.sleep(PAIR_SWEEP_SECONDS)
+
+    return app.task(score_stored_pairs)

@@ -144,3 +144,21 @@ async def test_a_replayed_score_enters_its_drift_window_once(repo: Repository) -
     await watch_one(deps, values[4])
     assert states["XIHE|chest|"]["count"] == 2 and states["XIHE|chest|"]["sums"]["rougeL"] == pytest.approx(0.7)
     assert repo.count(DriftChunkRow) == 1
+
+
+async def test_a_pair_whose_draft_record_was_lost_is_scored_from_storage(repo: Repository) -> None:
+    """The broker lost the drafts topic after the P and the F were done: storage holds both halves."""
+    from streams.agents.score import score_stored
+
+    sent, pending = Sent(), {}
+    deps = ScoreDeps(repo, pending, sent, new_stats())
+    repo.upsert(DraftRow(institution="XIHE", accession="A1", draft="左肺下叶炎症。", body_system="chest", language="zh"))
+    repo.upsert(DraftRow(institution="XIHE", accession="A2", draft="x", body_system="chest", language="zh"))  # not signed
+    await score_one(deps, report("F", impression="左肺下叶炎症。", control="F1"))  # scored: the draft is in storage
+    repo.retract("XIHE", "A1")
+    assert await score_stored(deps) == 0  # retracted: nothing to score
+    repo.upsert(DraftRow(institution="XIHE", accession="A3", draft="右肺结节。", body_system="chest", language="zh"))
+    repo.upsert(SignedReportRow(institution="XIHE", accession="A3", status="F", impression="右肺结节。",
+                                body_system="chest", language="zh"))
+    assert await score_stored(deps) == 1 and await score_stored(deps) == 0
+    assert repo.get(ScoreRow, "XIHE", "A3").rougeL == pytest.approx(1.0, abs=1e-6) and "XIHE|A3" not in pending
