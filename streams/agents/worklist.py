@@ -20,7 +20,7 @@ from typing import Any
 import faust
 
 from ingest.outbound import draft_control_id, draft_oru
-from radflow.codes import DELIVERED_ACKS, REJECTED_ACKS
+from radflow.codes import DELIVERED_ACKS, REJECTED_ACKS, Delivery
 from storage.repository import Repository
 from streams.agents import one_at_a_time
 from streams.records import DraftRecord
@@ -30,7 +30,7 @@ from streams.worklist import WorklistSender
 log = logging.getLogger(__name__)
 
 #: A claimed draft whose sender has not answered by then (it died mid-send) may be sent again.
-LEASE_SECONDS = 120.0
+LEASE_SECONDS = 60.0  # more than a send's worst case: 3 tries of 10 s and their backoff
 #: Backoff of a failed draft: 5 s, doubling, at most 5 min between tries.
 RETRY_FIRST, RETRY_MAX = 5.0, 300.0
 
@@ -58,7 +58,11 @@ async def deliver(deps: WorklistDeps, institution: str, accession: str) -> str |
         return None
     control = draft_control_id(draft.institution, draft.accession, draft.draft, draft.created_at)
     message = draft_oru(draft.institution, draft.accession, draft.draft, draft.model_id, control_id=control)
-    outcome = await deps.sender.send(institution, message)
+    try:
+        outcome = await deps.sender.send(institution, message)
+    except asyncio.CancelledError:  # the worker stops: the draft is due again at once, not after the lease
+        deps.repository.finish_delivery(draft.id, Delivery.FAILED, time.time(), 0.0)
+        raise
     finished = outcome in DELIVERED_ACKS or outcome in REJECTED_ACKS
     deps.stats["worklist_delivered" if outcome in DELIVERED_ACKS else "worklist_failed"] += 1
     retry_at = 0.0 if finished else time.time() + retry_delay(draft.delivery_attempts)
