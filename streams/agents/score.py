@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,11 @@ from streams.stats import Stats
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
-#: How often the score agent looks for stored pairs without a score.
+#: How often the score agent looks for stored pairs without a score (and prunes processed messages).
 PAIR_SWEEP_SECONDS = 60.0
+#: How long a processed message is remembered: long after the journal released it and a RIS
+#: re-sent it (minutes); a replay after that is still a no-op, only slower (storage compares texts).
+PROCESSED_KEEP_SECONDS = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ def stored_pairs_task(app: faust.App, deps: ScoreDeps) -> Any:
         while not app.should_stop:
             try:
                 await score_stored(deps)
+                await asyncio.to_thread(deps.repository.forget_processed, time.time() - PROCESSED_KEEP_SECONDS)
             except Exception as exc:  # storage or the broker away for a moment: try again later
                 log.warning("scoring stored pairs failed (%s)", type(exc).__name__)
             await asyncio.sleep(PAIR_SWEEP_SECONDS)
