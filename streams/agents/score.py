@@ -90,12 +90,15 @@ async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
         draft_part = pairing.draft_half(draft)
     else:
         event = ReportEvent.from_dict(payload)
-        if not (event.signed or event.status == ResultStatus.CANCELLED):
-            return None  # a preliminary report is the draft agent's
+        if event.status == ResultStatus.PRELIMINARY:
+            return None  # the draft agent's
         if await asyncio.to_thread(deps.repository.is_processed, event.message_id):
             deps.stats["replays_skipped"] += 1
             return None
         done = [done_row(event)]
+        if not (event.signed or event.status == ResultStatus.CANCELLED):  # e.g. OBR-25 I or S: nothing to do
+            await asyncio.to_thread(deps.repository.mark_processed, done)
+            return None
         if event.status == ResultStatus.CANCELLED:
             deps.pending.pop(event.key, None)
             await asyncio.to_thread(deps.repository.retract, event.institution, event.accession, done)

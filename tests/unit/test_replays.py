@@ -162,3 +162,9 @@ async def test_a_pair_whose_draft_record_was_lost_is_scored_from_storage(repo: R
                                 body_system="chest", language="zh"))
     assert await score_stored(deps) == 1 and await score_stored(deps) == 0
     assert repo.get(ScoreRow, "XIHE", "A3").rougeL == pytest.approx(1.0, abs=1e-6) and "XIHE|A3" not in pending
+
+
+async def test_a_result_of_another_status_is_done_when_read(repo: Repository) -> None:
+    deps = ScoreDeps(repo, {}, Sent(), new_stats())
+    assert await score_one(deps, report("I", control="I1")) is None and repo.is_processed("XIHE|I1")
+    assert await score_one(deps, report("P", control="P1")) is None and not repo.is_processed("XIHE|P1")  # the drafter's
