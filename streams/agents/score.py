@@ -117,7 +117,7 @@ async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
     if result.score is None:
         await asyncio.to_thread(deps.repository.mark_processed, done)  # the signed report is stored
         deps.pending[key] = result.entry
-        deps.stats["replays_skipped"] += result.unchanged
+        deps.stats["pairs_unchanged"] += result.unchanged
         return None
     score = result.score
     row = score.to_row()
