@@ -58,6 +58,7 @@ lint: $(STAMP)  ## ruff and mypy on the packages
 bench: $(STAMP)  ## benchmarks: tables and ratios measured in one run
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/score.py
+	$(BIN)/python bench/effects.py
 	@model=$${RADFLOW_HOME:-.radflow}/models/smollm2-135m; \
 	if [ -f $$model/config.json ]; then $(BIN)/python bench/cpu_model.py --model $$model; \
 	else echo "bench/cpu_model.py skipped: no $$model (run: radflow model pull smollm2-135m)"; fi
