@@ -10,9 +10,10 @@ from sqlalchemy import event, func, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
-from model.scoring.aggregate import METRICS, ROUGE, means
+from model.scoring.aggregate import ROUGE, means
 from radflow.codes import SIGNED_STATUSES, DraftStatus, ResultStatus
 from radflow.errors import StorageError
+from storage import indexes, summaries
 from storage.registry import AdapterRegistry
 from storage.tables import (
     AlertRow,
@@ -42,6 +43,7 @@ class Repository(AdapterRegistry):
         try:
             SQLModel.metadata.create_all(self.engine)
             self._add_missing_columns()
+            indexes.ensure(self.engine)
         except OperationalError as exc:
             raise StorageError(f"cannot open the database (RADFLOW_DATABASE_URL): {exc.orig}") from exc
 
@@ -131,10 +133,9 @@ class Repository(AdapterRegistry):
                 if since:
                     stmt = stmt.where(_time_column(model) >= since)
                 return int(session.exec(stmt).one())
-            stmt2 = select(model.institution, model.accession)
-            if since:
-                stmt2 = stmt2.where(_time_column(model) >= since)
-            return sum(1 for key in session.exec(stmt2).all() if tuple(key) in accessions)
+        with self.engine.connect() as connection:
+            return summaries.count_keys(connection, SQLModel.metadata.tables[model.__tablename__], accessions, since,
+                                        _time_column(model).key)
 
     def recent_scores(self, limit: int = 200) -> list[ScoreRow]:
         with Session(self.engine) as session:
@@ -142,12 +143,12 @@ class Repository(AdapterRegistry):
 
     def score_summary(self, window: int = 0, keys: set[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
         """Mean ROUGE per institution (over its last ``window`` scores when window > 0; only the
-        given (institution, accession) keys when set)."""
-        with Session(self.engine) as session:
-            rows = session.exec(select(ScoreRow).order_by(col(ScoreRow.created_at).desc())).all()
-        if keys is not None:
-            rows = [r for r in rows if (r.institution, r.accession) in keys]
-        per: dict[str, list[ScoreRow]] = defaultdict(list)
+        given (institution, accession) keys when set), computed by the database (storage/summaries.py)."""
+        with self.engine.connect() as connection:
+            if keys is None:
+                return summaries.institution_means(connection, window)
+            rows = summaries.keyed_scores(connection, keys)  # no more rows than the caller's keys
+        per: dict[str, list[Any]] = defaultdict(list)
         for row in rows:
             if not window or len(per[row.institution]) < window:
                 per[row.institution].append(row)
@@ -175,21 +176,16 @@ class Repository(AdapterRegistry):
         with Session(self.engine) as session:
             return list(session.exec(select(AlertRow).order_by(col(AlertRow.created_at).desc()).limit(limit)).all())
 
-    def segment_summary(self, window: int = 0) -> list[dict[str, Any]]:
-        """Mean metrics per institution × body system (over the last ``window`` scores if > 0)."""
-        with Session(self.engine) as session:
-            rows = session.exec(select(ScoreRow).order_by(col(ScoreRow.created_at).desc())).all()
-        per: dict[tuple[str, str], list[ScoreRow]] = defaultdict(list)
-        for row in rows:
-            key = (row.institution, row.body_system)
-            if not window or len(per[key]) < window:
-                per[key].append(row)
-        out = []
-        for (institution, body_system), items in sorted(per.items()):
-            m = means(items)
-            out.append({"institution": institution, "body_system": body_system, "n": len(items),
-                        **{k: m[k] for k in METRICS}})
-        return out
+    def segment_summary(self, window: int = 0, institution: str | None = None) -> list[dict[str, Any]]:
+        """Mean metrics per institution × body system (over the last ``window`` scores if > 0),
+        computed by the database (storage/summaries.py)."""
+        with self.engine.connect() as connection:
+            return summaries.segment_means(connection, window, institution)
+
+    def chart_windows(self, segments: list[tuple[str, str]], limit: int) -> dict[tuple[str, str], summaries.ChartWindows]:
+        """Each segment's last ``limit`` drift windows, reference count and latest bands."""
+        with self.engine.connect() as connection:
+            return summaries.chart_windows(connection, segments, limit)
 
     def pairs(self, institution: str, body_system: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Recent scored pairs of a segment with their texts, for the drill-down page."""
