@@ -62,7 +62,8 @@ class AdapterStatus(StrEnum):
 
 
 class DraftStatus(StrEnum):
-    DRAFT = "draft"
+    DRAFT = "draft"  # on the worklist until its signed report arrives
+    SIGNED = "signed"  # its signed report arrived (storage.pending)
     RETRACTED = "retracted"  # the exam was cancelled (OBR-25 X)
 
 

@@ -7,7 +7,8 @@ Each one turns a per-segment question into a range read of the rows it answers w
 - ``scores (institution, body_system, created_at, id)``: a segment's newest scores (the rolling
   means, the drill-down) and the segments themselves (a loose scan, one seek per segment);
 - ``scores (institution, created_at, id)``: an institution's newest scores;
-- ``drift_chunks (institution, body_system, chunk, id)``: a segment's latest drift windows.
+- ``drift_chunks (institution, body_system, chunk, id)``: a segment's latest drift windows;
+- ``drafts (status, created_at, id)``: the worklist's oldest waiting drafts (storage/pending.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, Index, text
 from sqlmodel import col
 
-from storage.tables import DriftChunkRow, ScoreRow
+from storage.tables import DraftRow, DriftChunkRow, ScoreRow
 
 INDEXES = (
     Index("ix_scores_segment_newest", col(ScoreRow.institution), col(ScoreRow.body_system),
@@ -23,6 +24,7 @@ INDEXES = (
     Index("ix_scores_institution_newest", col(ScoreRow.institution), col(ScoreRow.created_at), col(ScoreRow.id)),
     Index("ix_drift_chunks_segment_chunk", col(DriftChunkRow.institution), col(DriftChunkRow.body_system),
           col(DriftChunkRow.chunk), col(DriftChunkRow.id)),
+    Index("ix_drafts_status_oldest", col(DraftRow.status), col(DraftRow.created_at), col(DraftRow.id)),
 )
 
 

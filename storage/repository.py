@@ -13,7 +13,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from model.scoring.aggregate import ROUGE, means
 from radflow.codes import SIGNED_STATUSES, DraftStatus, ResultStatus
 from radflow.errors import StorageError
-from storage import indexes, summaries
+from storage import indexes, pending, summaries
 from storage.registry import AdapterRegistry
 from storage.tables import (
     AlertRow,
@@ -44,6 +44,7 @@ class Repository(AdapterRegistry):
             SQLModel.metadata.create_all(self.engine)
             self._add_missing_columns()
             indexes.ensure(self.engine)
+            pending.mark_existing(self.engine)
         except OperationalError as exc:
             raise StorageError(f"cannot open the database (RADFLOW_DATABASE_URL): {exc.orig}") from exc
 
@@ -82,6 +83,8 @@ class Repository(AdapterRegistry):
                 else:
                     for name, value in values.items():
                         setattr(current, name, value)
+                if isinstance(current, DraftRow | SignedReportRow):
+                    pending.settle(session, current)
                 session.add(current)
                 try:
                     session.commit()
@@ -201,12 +204,9 @@ class Repository(AdapterRegistry):
         return [{"score": s, "draft": d, "signed": r} for s, d, r in rows]
 
     def pending_drafts(self, limit: int = 100) -> list[DraftRow]:
-        """Drafts with no signed report yet, oldest first."""
+        """Drafts with no signed report yet, oldest first (storage/pending.py)."""
         with Session(self.engine) as session:
-            signed = select(SignedReportRow.accession).where(SignedReportRow.institution == DraftRow.institution)
-            stmt = (select(DraftRow).where(DraftRow.status == DraftStatus.DRAFT, DraftRow.accession.not_in(signed))  # type: ignore[attr-defined]
-                    .order_by(col(DraftRow.created_at)).limit(limit))
-            return list(session.exec(stmt).all())
+            return pending.waiting(session, limit)
 
     def set_delivery(self, institution: str, accession: str, outcome: str) -> None:
         with Session(self.engine) as session:
