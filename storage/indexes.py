@@ -8,6 +8,7 @@ Each one turns a per-segment question into a range read of the rows it answers w
   means, the drill-down) and the segments themselves (a loose scan, one seek per segment);
 - ``scores (institution, created_at, id)``: an institution's newest scores;
 - ``drift_chunks (institution, body_system, chunk, id)``: a segment's latest drift windows;
+- ``drift_chunks (reference, institution, body_system)``: the reference windows per segment;
 - ``drafts (status, created_at, id)``: the worklist's oldest waiting drafts (storage/pending.py).
 """
 
@@ -24,6 +25,8 @@ INDEXES = (
     Index("ix_scores_institution_newest", col(ScoreRow.institution), col(ScoreRow.created_at), col(ScoreRow.id)),
     Index("ix_drift_chunks_segment_chunk", col(DriftChunkRow.institution), col(DriftChunkRow.body_system),
           col(DriftChunkRow.chunk), col(DriftChunkRow.id)),
+    Index("ix_drift_chunks_reference", col(DriftChunkRow.reference), col(DriftChunkRow.institution),
+          col(DriftChunkRow.body_system)),
     Index("ix_drafts_status_oldest", col(DraftRow.status), col(DraftRow.created_at), col(DraftRow.id)),
 )
 

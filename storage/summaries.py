@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Connection, Float, Select, Table, case, cast, func, select, tuple_, union_all
+from sqlalchemy import Connection, Float, Select, Table, case, cast, func, select, text, tuple_, union_all
 from sqlmodel import SQLModel
 
 import storage.indexes  # noqa: F401  (the indexes join the tables' metadata before create_all)
@@ -30,25 +30,33 @@ def _scores() -> Table:
     return SQLModel.metadata.tables["scores"]
 
 
-def distinct_values(connection: Connection, column: Column[Any], *where: Any) -> list[str]:
-    """The distinct values of an indexed column, in order: one index seek each."""
-    found: list[str] = []
-    while True:
-        stmt = select(column).where(*where).order_by(column).limit(1)
-        if found:
-            stmt = stmt.where(column > found[-1])
-        value = connection.execute(stmt).scalar()
-        if value is None:
-            return found
-        found.append(value)
+# The next segment after seg in (institution, body_system) order, one index seek a step.
+# PostgreSQL seeks on the row value; SQLite seeks on the prefix only for a row value, so it takes
+# the next body system of the institution, else the first of the next institution.
+_NEXT_PG = ("(SELECT s.{col} FROM scores s WHERE (s.institution, s.body_system) > (seg.institution, seg.body_system)"
+            " ORDER BY s.institution, s.body_system LIMIT 1)")
+_NEXT_SYSTEM = ("(SELECT s.body_system FROM scores s WHERE s.institution = seg.institution"
+                " AND s.body_system > seg.body_system ORDER BY s.institution, s.body_system LIMIT 1)")
+_NEXT_INSTITUTION = ("(SELECT s.institution FROM scores s WHERE s.institution > seg.institution"
+                     " ORDER BY s.institution LIMIT 1)")
+_FIRST_SYSTEM = ("(SELECT s.body_system FROM scores s WHERE s.institution = {institution}"
+                 " ORDER BY s.institution, s.body_system LIMIT 1)")
+_STEP_PG = f"{_NEXT_PG.format(col='institution')}, {_NEXT_PG.format(col='body_system')}"
+_STEP_SQLITE = (f"CASE WHEN {_NEXT_SYSTEM} IS NULL THEN {_NEXT_INSTITUTION} ELSE seg.institution END, "
+                f"COALESCE({_NEXT_SYSTEM}, {_FIRST_SYSTEM.format(institution=_NEXT_INSTITUTION)})")
+_SEGMENTS = """WITH RECURSIVE seg(institution, body_system) AS (
+  SELECT * FROM (SELECT institution, body_system FROM scores ORDER BY institution, body_system LIMIT 1) AS first
+  UNION ALL
+  SELECT {step} FROM seg WHERE seg.institution IS NOT NULL)
+SELECT institution, body_system FROM seg WHERE institution IS NOT NULL"""
 
 
 def segments(connection: Connection, institution: str | None = None) -> list[tuple[str, str]]:
-    """Every (institution, body system) with scores, in order."""
-    scores = _scores()
-    names = [institution] if institution else distinct_values(connection, scores.c.institution)
-    return [(name, system) for name in names
-            for system in distinct_values(connection, scores.c.body_system, scores.c.institution == name)]
+    """Every (institution, body system) with scores, in order: a loose index scan (one seek per
+    segment, in one statement), not a DISTINCT over the table."""
+    step = _STEP_PG if connection.dialect.name == "postgresql" else _STEP_SQLITE
+    found = [(r.institution, r.body_system) for r in connection.execute(text(_SEGMENTS.format(step=step)))]
+    return [key for key in found if institution is None or key[0] == institution]
 
 
 def _metrics(source: Any) -> list[Any]:
@@ -61,9 +69,15 @@ def _metrics(source: Any) -> list[Any]:
             cast(share(source.c.over), Float).label("over_rate")]
 
 
-def _newest(where: Iterable[Any], window: int) -> Any:
+def _newest(institution: str, body_system: str | None, window: int) -> Any:
+    """The newest ``window`` scores of a segment (or of an institution: ``body_system`` None),
+    ordered as their index is, so that each planner reads the index rather than sort."""
     scores = _scores()
-    stmt = select(scores).where(*where).order_by(scores.c.created_at.desc(), scores.c.id.desc())
+    where, order = [scores.c.institution == institution], [scores.c.institution.desc()]
+    if body_system is not None:
+        where.append(scores.c.body_system == body_system)
+        order.append(scores.c.body_system.desc())
+    stmt = select(scores).where(*where).order_by(*order, scores.c.created_at.desc(), scores.c.id.desc())
     return (stmt.limit(window) if window else stmt).subquery()
 
 
@@ -81,7 +95,7 @@ def segment_means(connection: Connection, window: int = 0, institution: str | No
     if window:
         selects = []
         for name, system in segments(connection, institution):
-            last = _newest((scores.c.institution == name, scores.c.body_system == system), window)
+            last = _newest(name, system, window)
             selects.append(select(last.c.institution, last.c.body_system, *_metrics(last))
                            .group_by(last.c.institution, last.c.body_system))
         rows = _run_union(connection, selects)
@@ -98,10 +112,9 @@ def segment_means(connection: Connection, window: int = 0, institution: str | No
 def institution_means(connection: Connection, window: int = 0) -> list[dict[str, Any]]:
     """Mean ROUGE per institution over its last ``window`` scores (0: all), with the body systems
     those scores cover: per body system sums from SQL, pooled here."""
-    scores = _scores()
     selects = []
-    for name in distinct_values(connection, scores.c.institution):
-        last = _newest((scores.c.institution == name,), window)
+    for name in sorted({name for name, _system in segments(connection)}):
+        last = _newest(name, None, window)
         selects.append(select(last.c.institution, last.c.body_system, func.count().label("n"),
                               *(cast(func.sum(last.c[m]), Float).label(m) for m in ROUGE))
                        .group_by(last.c.institution, last.c.body_system))
@@ -156,15 +169,24 @@ class ChartWindows:
 
 
 def chart_windows(connection: Connection, keys: Iterable[tuple[str, str]], limit: int) -> dict[tuple[str, str], ChartWindows]:
-    """The last ``limit`` drift windows of each segment (by window index, then id)."""
+    """The last ``limit`` drift windows of each segment (by window index, then id), in three
+    statements whatever the number of segments."""
     chunks = SQLModel.metadata.tables["drift_chunks"]
-    out = {}
-    for name, system in keys:
-        own = (chunks.c.institution == name, chunks.c.body_system == system)
-        newest = (chunks.c.chunk.desc(), chunks.c.id.desc())
-        latest = connection.execute(select(chunks).where(*own).order_by(*newest).limit(limit)).all()
-        reference = connection.execute(select(func.count()).select_from(chunks).where(*own, chunks.c.reference)).scalar()
-        bands = connection.execute(select(chunks.c.bands).where(*own, chunks.c.bands.not_in(("", "{}")))
-                                   .order_by(*newest).limit(1)).scalar()
-        out[(name, system)] = ChartWindows(latest[::-1], int(reference or 0), bands or "")
-    return out
+    keys = list(keys)
+
+    def latest(name: str, system: str, n: int, *where: Any) -> Select[Any]:
+        last = (select(chunks).where(chunks.c.institution == name, chunks.c.body_system == system, *where)
+                .order_by(chunks.c.institution.desc(), chunks.c.body_system.desc(), chunks.c.chunk.desc(),
+                          chunks.c.id.desc()).limit(n).subquery())
+        return select(last)
+
+    windows: dict[tuple[str, str], list[Any]] = {key: [] for key in keys}
+    for row in _run_union(connection, [latest(name, system, limit) for name, system in keys]):
+        windows[(row.institution, row.body_system)].append(row)
+    bands = {(r.institution, r.body_system): r.bands for r in _run_union(
+        connection, [latest(name, system, 1, chunks.c.bands.not_in(("", "{}"))) for name, system in keys])}
+    reference = {(r.institution, r.body_system): int(r.n) for r in connection.execute(
+        select(chunks.c.institution, chunks.c.body_system, func.count().label("n")).where(chunks.c.reference)
+        .group_by(chunks.c.institution, chunks.c.body_system))} if keys else {}
+    return {key: ChartWindows(sorted(rows, key=lambda r: (r.chunk, r.id)), reference.get(key, 0), bands.get(key, ""))
+            for key, rows in windows.items()}
