@@ -120,8 +120,9 @@ def fill(url: str, n: int) -> None:
             _load(raw, url, table, batch)
         raw.commit()
         if url.startswith("postgresql"):
-            with raw.cursor() as cursor:
-                cursor.execute("ANALYZE")
+            cursor = raw.cursor()
+            cursor.execute("ANALYZE")
+            cursor.close()
             raw.commit()
     finally:
         raw.close()
