@@ -2,8 +2,9 @@
 
 Every code is a ``StrEnum``: a member equals its HL7 or stored string (``ResultStatus.FINAL ==
 "F"``), so rows, JSON and HL7 fields keep plain strings while code compares against names.
-Lower layers (ingest/, model/, storage/) already import ``radflow.errors`` and ``radflow.settings``;
-this module imports nothing of radflow, so any layer may use it.
+This module imports nothing of radflow, so any layer may use it; the lower layers (ingest/,
+model/, storage/) take their settings as arguments from the composition root (radflow/cli,
+streams/worker.py) rather than read them.
 """
 
 from __future__ import annotations
