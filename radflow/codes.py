@@ -68,6 +68,25 @@ class DraftStatus(StrEnum):
     RETRACTED = "retracted"  # the exam was cancelled (OBR-25 X)
 
 
+class DraftGuard(StrEnum):
+    """Why a draft's text is not the model's text as generated (stored and sent as ``guard``)."""
+
+    NONE = ""  # used as generated
+    RETRIED_EMPTY = "retried-empty"  # empty at first: generated again with sampling
+    TRUNCATED_INPUT = "truncated-input"  # the findings were cut to fit the input limit
+    STOPPED = "stopped"  # cut where the model began another report's labels
+    REPETITION = "repetition"  # repeated words or sentences cut
+    RETRIEVAL = "retrieval"  # still empty: the impression of the most similar signed case
+    EMPTY = "empty"  # still empty, and no similar case to take
+
+
+class AdapterChange(StrEnum):
+    """What an adapters-topic event says happened to an adapter version."""
+
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled-back"
+
+
 class WorkerRole(StrEnum):
     """RADFLOW_WORKER_ROLE: which agents a worker runs."""
 

@@ -5,7 +5,7 @@ import time
 
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
-from radflow.codes import AdapterStatus, DraftStatus, ResultStatus
+from radflow.codes import AdapterStatus, DraftGuard, DraftStatus, ResultStatus
 
 
 class SignedReportRow(SQLModel, table=True):
@@ -46,7 +46,7 @@ class DraftRow(SQLModel, table=True):
     model_id: str = ""
     adapter_version: str = ""
     template_id: str = ""
-    guard: str = ""  # why the text was altered or replaced: "", "empty", "repetition"
+    guard: str = DraftGuard.NONE.value  # radflow.codes.DraftGuard: why the text was altered or replaced
     status: str = DraftStatus.DRAFT.value  # RETRACTED once the exam is cancelled (OBR-25 X)
     delivery: str = ""  # outcome of sending the draft to the RIS worklist: AA, AR, failed, unrouted
     latency_ms: float = 0.0

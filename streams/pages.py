@@ -17,7 +17,7 @@ from radflow.codes import Language, language_of
 from storage.summaries import ChartWindows
 
 ROLLING_WINDOW = 50  # signed reports per segment in the rolling means
-CHART_WINDOWS = 100  # drift windows per chart: the latest (a year holds thousands; the chart is 220 px)
+CHART_WINDOWS = 50  # drift windows per chart, the latest: a year holds thousands, the chart is 220 px wide
 
 STYLE = """body{font-family:system-ui,"Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
