@@ -13,13 +13,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from radflow.codes import AdapterChange, DraftGuard
 from radflow.wire import SCHEMA_VERSION, WireRecord
-from storage.tables import AlertRow, DraftRow, ScoreRow
+from storage.tables import AlertRow, DraftRow, OrderRow, ScoreRow, SignedReportRow
 
-__all__ = ["SCHEMA_VERSION", "AdapterChange", "AdapterEvent", "AlertRecord", "DraftRecord", "ScoreRecord"]
+__all__ = ["SCHEMA_VERSION", "AdapterChange", "AdapterEvent", "AlertRecord", "DraftRecord", "ScoreRecord", "row_of"]
+
+Row = TypeVar("Row", OrderRow, SignedReportRow)
 
 @dataclass(frozen=True)
 class DraftRecord(WireRecord):
@@ -100,3 +102,11 @@ class AdapterEvent(WireRecord):
     name: str  # "shared" or an institution
     version: str
     at: float = field(default_factory=time.time)
+
+
+def row_of(record: WireRecord, model: type[Row]) -> Row:
+    """A storage row from a record's fields that the table has (ingest's events: the signed
+    report, the order); the row's own columns (id, status, ...) keep their defaults."""
+    columns = model.model_fields
+    return model(**{k: v for k, v in dataclasses.asdict(record).items()  # type: ignore[call-overload]
+                    if k in columns and k != "id"})

@@ -1,14 +1,15 @@
 """The score agent: pairs each draft with its signed impression, whichever comes first, scores
 the pair (``model.scoring``) and sends the score on, keyed by segment for the drift agent.
 
-The pending half lives in ``pending`` (the worker's Faust table, a dict in unit tests); on a miss
-it is looked up in storage (``streams.pairing``). A cancelled exam (OBR-25 X) retracts its draft.
+The pending pair lives in ``pending`` (the worker's Faust table, a dict in unit tests); a half it
+lacks is looked up in storage (why: ``streams.pairing``). A cancelled exam (OBR-25 X) retracts its draft.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from storage.repository import Repository
 from storage.tables import DraftRow, SignedReportRow
 from streams import pairing
 from streams.agents import Send, one_at_a_time
-from streams.records import DraftRecord, ScoreRecord
+from streams.records import DraftRecord, ScoreRecord, row_of
 from streams.stats import Stats
 from streams.topics import TopicNames
 
@@ -29,32 +30,27 @@ from streams.topics import TopicNames
 @dataclass(frozen=True)
 class ScoreDeps:
     repository: Repository
-    pending: MutableMapping[str, Any]  # institution|accession -> pairing entry (JSON)
+    pending: MutableMapping[str, Any]  # institution|accession -> streams.pairing.PendingPair.to_dict()
     send: Send  # to the scores topic, keyed by segment
     stats: Stats
 
 
 def signed_row(event: ReportEvent) -> SignedReportRow:
-    fields = SignedReportRow.model_fields
-    return SignedReportRow(**{k: v for k, v in vars(event).items() if k in fields and k != "id"})
+    return row_of(event, SignedReportRow)
 
 
-class _Storage:
-    """The halves storage holds, for pairs whose table entry came back short."""
-
-    def __init__(self, deps: ScoreDeps) -> None:
-        self.deps = deps
-
-    def draft(self, institution: str, accession: str) -> dict[str, Any] | None:
-        row = self.deps.repository.get(DraftRow, institution, accession)
-        self.deps.stats["halves_from_storage"] += row is not None
-        return pairing.draft_half(row) if row else None
-
-    def signed(self, institution: str, accession: str) -> dict[str, Any] | None:
-        row = self.deps.repository.get(SignedReportRow, institution, accession)
-        found = row is not None and bool(row.impression)
-        self.deps.stats["halves_from_storage"] += found
-        return pairing.signed_from_row(row) if row and found else None
+def _stored_halves(deps: ScoreDeps, pair: pairing.PendingPair, institution: str,
+                   accession: str) -> pairing.PendingPair:
+    """The halves the table lacks, from storage (after a recovery that stopped short)."""
+    draft = signed = None
+    if pair.draft is None and (row := deps.repository.get(DraftRow, institution, accession)) is not None:
+        draft = pairing.DraftHalf.of(row)
+        deps.stats["halves_from_storage"] += 1
+    if pair.signed is None and (report := deps.repository.get(SignedReportRow, institution, accession)) is not None:
+        if report.impression:
+            signed = pairing.SignedHalf.of(report)
+            deps.stats["halves_from_storage"] += 1
+    return pair.with_halves(draft, signed)
 
 
 async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
@@ -64,7 +60,7 @@ async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
     if payload.get("kind") == DraftRecord.kind:
         draft = DraftRecord.from_dict(payload)
         institution, accession = draft.institution, draft.accession
-        draft_part = pairing.draft_half(draft)
+        draft_part = pairing.DraftHalf.of(draft)
     else:
         event = ReportEvent.from_dict(payload)
         if event.status == ResultStatus.CANCELLED:
@@ -75,16 +71,16 @@ async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
             return None
         institution, accession = event.institution, event.accession
         await asyncio.to_thread(deps.repository.upsert, signed_row(event))
-        signed_part = pairing.signed_from_event(event)
+        signed_part = pairing.SignedHalf.of(event)
     key = pair_key(institution, accession)
-    storage = _Storage(deps)
-    result = await asyncio.to_thread(pairing.update, deps.pending.get(key), institution, accession,
-                                     draft=draft_part, signed=signed_part,
-                                     find_draft=storage.draft, find_signed=storage.signed)
-    deps.pending[key] = result.entry
-    if result.score is None:
+    pair = pairing.PendingPair.from_dict(deps.pending.get(key)).with_halves(draft_part, signed_part)
+    if not pair.complete:
+        pair = await asyncio.to_thread(_stored_halves, deps, pair, institution, accession)
+    if not pair.complete:
+        deps.pending[key] = pair.to_dict()
         return None
-    score = result.score
+    pair, score = await asyncio.to_thread(pairing.score, pair, time.time())
+    deps.pending[key] = pair.to_dict()
     await asyncio.to_thread(deps.repository.upsert, score.to_row())
     deps.stats["scored"] += 1
     await deps.send(TopicNames.segment_key(institution, score.body_system, score.adapter_version), score)
