@@ -18,18 +18,16 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from model import fewshot
 from model.adapters import BASE, AdapterSpec, route
+from model.cases import CaseSource as CaseIndex  # the protocol model.retrieval.CaseIndex implements
 from model.guards import cut_repetition, is_empty, stop_at_labels
 from model.loader import LoadedModel
 from model.prompts import PromptTemplate, template_for
 from model.serving import Decoder
 from radflow.codes import DraftGuard
-
-if TYPE_CHECKING:
-    from model.cases import CaseSource as CaseIndex  # the protocol model.retrieval.CaseIndex implements
 
 log = logging.getLogger(__name__)
 
