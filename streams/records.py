@@ -1,6 +1,6 @@
 """What crosses radflow's own topics: typed, frozen, versioned records (JSON on the wire).
 
-Ingest's events (``ingest.events``) cross the reports and orders topics; the records here cross
+Ingest's events (``ingest.events``) cross the reports, orders and dead-letter topics; the records here cross
 the rest. The wire schema is not the table schema: storage rows are built from a record
 (``to_row``), never sent as they are.
 
