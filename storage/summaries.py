@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Float, Select, Table, case, cast, func, select, text, tuple_, union_all
+from sqlalchemy import Connection, Table, func, select, text, tuple_
 from sqlmodel import SQLModel
 
 import storage.indexes  # noqa: F401  (the indexes join the tables' metadata before create_all)
@@ -59,51 +59,47 @@ def segments(connection: Connection, institution: str | None = None) -> list[tup
     return [key for key in found if institution is None or key[0] == institution]
 
 
-def _metrics(source: Any) -> list[Any]:
-    """count, the mean ROUGE and the two rates of the rows of ``source``."""
-    def share(column: Any) -> Any:
-        return func.avg(case((column != 0, 1.0), else_=0.0))
-
-    return [func.count().label("n"), *(cast(func.avg(source.c[m]), Float).label(m) for m in ROUGE),
-            cast(share(source.c.missed), Float).label("missed_rate"),
-            cast(share(source.c.over), Float).label("over_rate")]
-
-
-def _newest(institution: str, body_system: str | None, window: int) -> Any:
-    """The newest ``window`` scores of a segment (or of an institution: ``body_system`` None),
-    ordered as their index is, so that each planner reads the index rather than sort."""
-    scores = _scores()
-    where, order = [scores.c.institution == institution], [scores.c.institution.desc()]
-    if body_system is not None:
-        where.append(scores.c.body_system == body_system)
-        order.append(scores.c.body_system.desc())
-    stmt = select(scores).where(*where).order_by(*order, scores.c.created_at.desc(), scores.c.id.desc())
-    return (stmt.limit(window) if window else stmt).subquery()
+# SQL text: building SQLAlchemy constructs for 18 subqueries cost ten times their execution.
+# Column names are quoted (rougeL is mixed case; over is a keyword). CASTs keep PostgreSQL's
+# avg of a CASE a float (numeric otherwise).
+_MEANS = ('count(*) AS n, CAST(avg("rouge1") AS DOUBLE PRECISION) AS rouge1, '
+          'CAST(avg("rouge2") AS DOUBLE PRECISION) AS rouge2, CAST(avg("rougeL") AS DOUBLE PRECISION) AS "rougeL", '
+          'CAST(avg(CASE WHEN "missed" <> 0 THEN 1.0 ELSE 0.0 END) AS DOUBLE PRECISION) AS missed_rate, '
+          'CAST(avg(CASE WHEN "over" <> 0 THEN 1.0 ELSE 0.0 END) AS DOUBLE PRECISION) AS over_rate')
+_SUMS = ('count(*) AS n, CAST(sum("rouge1") AS DOUBLE PRECISION) AS rouge1, '
+         'CAST(sum("rouge2") AS DOUBLE PRECISION) AS rouge2, CAST(sum("rougeL") AS DOUBLE PRECISION) AS "rougeL"')
+# A segment's (or an institution's) newest scores, ordered as their index is, so that each
+# planner reads the index rather than sort.
+_NEWEST_OF_SEGMENT = ("SELECT * FROM scores WHERE institution = :i{k} AND body_system = :b{k} "
+                      "ORDER BY institution DESC, body_system DESC, created_at DESC, id DESC LIMIT :window")
+_NEWEST_OF_INSTITUTION = ("SELECT * FROM scores WHERE institution = :i{k} "
+                          "ORDER BY institution DESC, created_at DESC, id DESC LIMIT :window")
 
 
-def _run_union(connection: Connection, selects: list[Select[Any]]) -> list[Any]:
+def _union(connection: Connection, term: str, keys: Sequence[tuple[str, ...]], **params: Any) -> list[Any]:
+    """``term`` (with {k} in its parameter names) for every key, UNION ALL, in as few statements
+    as SQLite allows."""
     rows: list[Any] = []
-    for start in range(0, len(selects), UNION_TERMS):
-        part = selects[start:start + UNION_TERMS]
-        rows.extend(connection.execute(part[0] if len(part) == 1 else union_all(*part)).all())
+    for start in range(0, len(keys), UNION_TERMS):
+        part = keys[start:start + UNION_TERMS]
+        sql = " UNION ALL ".join(term.format(k=k) for k in range(len(part)))
+        values = dict(params)
+        for k, key in enumerate(part):
+            values.update({f"i{k}": key[0]} | ({f"b{k}": key[1]} if len(key) > 1 else {}))
+        rows.extend(connection.execute(text(sql), values).all())
     return rows
 
 
 def segment_means(connection: Connection, window: int = 0, institution: str | None = None) -> list[dict[str, Any]]:
     """Mean metrics per institution × body system over its last ``window`` scores (0: all)."""
-    scores = _scores()
     if window:
-        selects = []
-        for name, system in segments(connection, institution):
-            last = _newest(name, system, window)
-            selects.append(select(last.c.institution, last.c.body_system, *_metrics(last))
-                           .group_by(last.c.institution, last.c.body_system))
-        rows = _run_union(connection, selects)
+        term = (f"SELECT institution, body_system, {_MEANS} FROM ({_NEWEST_OF_SEGMENT}) AS last{{k}} "
+                "GROUP BY institution, body_system")
+        rows = _union(connection, term, segments(connection, institution), window=window)
     else:
-        stmt = select(scores.c.institution, scores.c.body_system, *_metrics(scores))
-        if institution:
-            stmt = stmt.where(scores.c.institution == institution)
-        rows = list(connection.execute(stmt.group_by(scores.c.institution, scores.c.body_system)).all())
+        where = "WHERE institution = :institution " if institution else ""
+        rows = list(connection.execute(text(f"SELECT institution, body_system, {_MEANS} FROM scores {where}"
+                                            "GROUP BY institution, body_system"), {"institution": institution}))
     return [{"institution": r.institution, "body_system": r.body_system, "n": int(r.n),
              **{m: float(getattr(r, m) or 0.0) for m in METRICS}}
             for r in sorted(rows, key=lambda r: (r.institution, r.body_system))]
@@ -112,14 +108,11 @@ def segment_means(connection: Connection, window: int = 0, institution: str | No
 def institution_means(connection: Connection, window: int = 0) -> list[dict[str, Any]]:
     """Mean ROUGE per institution over its last ``window`` scores (0: all), with the body systems
     those scores cover: per body system sums from SQL, pooled here."""
-    selects = []
-    for name in sorted({name for name, _system in segments(connection)}):
-        last = _newest(name, None, window)
-        selects.append(select(last.c.institution, last.c.body_system, func.count().label("n"),
-                              *(cast(func.sum(last.c[m]), Float).label(m) for m in ROUGE))
-                       .group_by(last.c.institution, last.c.body_system))
+    names = sorted({(name,) for name, _system in segments(connection)})
+    newest = _NEWEST_OF_INSTITUTION if window else _NEWEST_OF_INSTITUTION.removesuffix(" LIMIT :window")
+    term = f"SELECT institution, body_system, {_SUMS} FROM ({newest}) AS last{{k}} GROUP BY institution, body_system"
     per: dict[str, list[Any]] = {}
-    for row in _run_union(connection, selects):
+    for row in _union(connection, term, names, window=window):
         per.setdefault(row.institution, []).append(row)
     out = []
     for name in sorted(per):
@@ -168,25 +161,22 @@ class ChartWindows:
     bands: str
 
 
+_LATEST_WINDOWS = ("SELECT * FROM (SELECT * FROM drift_chunks WHERE institution = :i{k} AND body_system = :b{k}"
+                   "{extra} ORDER BY institution DESC, body_system DESC, chunk DESC, id DESC LIMIT :n) AS w{k}")
+_BANDED = " AND bands NOT IN ('', '{{}}')"  # a window that carries its segment's bands
+
+
 def chart_windows(connection: Connection, keys: Iterable[tuple[str, str]], limit: int) -> dict[tuple[str, str], ChartWindows]:
     """The last ``limit`` drift windows of each segment (by window index, then id), in three
     statements whatever the number of segments."""
-    chunks = SQLModel.metadata.tables["drift_chunks"]
     keys = list(keys)
-
-    def latest(name: str, system: str, n: int, *where: Any) -> Select[Any]:
-        last = (select(chunks).where(chunks.c.institution == name, chunks.c.body_system == system, *where)
-                .order_by(chunks.c.institution.desc(), chunks.c.body_system.desc(), chunks.c.chunk.desc(),
-                          chunks.c.id.desc()).limit(n).subquery())
-        return select(last)
-
     windows: dict[tuple[str, str], list[Any]] = {key: [] for key in keys}
-    for row in _run_union(connection, [latest(name, system, limit) for name, system in keys]):
+    for row in _union(connection, _LATEST_WINDOWS.format(k="{k}", extra=""), keys, n=limit):
         windows[(row.institution, row.body_system)].append(row)
-    bands = {(r.institution, r.body_system): r.bands for r in _run_union(
-        connection, [latest(name, system, 1, chunks.c.bands.not_in(("", "{}"))) for name, system in keys])}
-    reference = {(r.institution, r.body_system): int(r.n) for r in connection.execute(
-        select(chunks.c.institution, chunks.c.body_system, func.count().label("n")).where(chunks.c.reference)
-        .group_by(chunks.c.institution, chunks.c.body_system))} if keys else {}
+    bands = {(r.institution, r.body_system): r.bands
+             for r in _union(connection, _LATEST_WINDOWS.format(k="{k}", extra=_BANDED), keys, n=1)}
+    reference = {(r.institution, r.body_system): int(r.n) for r in connection.execute(text(
+        "SELECT institution, body_system, count(*) AS n FROM drift_chunks WHERE reference = :yes "
+        "GROUP BY institution, body_system"), {"yes": True})} if keys else {}
     return {key: ChartWindows(sorted(rows, key=lambda r: (r.chunk, r.id)), reference.get(key, 0), bands.get(key, ""))
             for key, rows in windows.items()}
