@@ -47,7 +47,7 @@ class DraftRow(SQLModel, table=True):
     adapter_version: str = ""
     template_id: str = ""
     guard: str = DraftGuard.NONE.value  # radflow.codes.DraftGuard: why the text was altered or replaced
-    status: str = DraftStatus.DRAFT.value  # RETRACTED once the exam is cancelled (OBR-25 X)
+    status: str = DraftStatus.DRAFT.value  # SIGNED once its signed report is stored; RETRACTED once cancelled
     delivery: str = ""  # outcome of sending the draft to the RIS worklist: AA, AR, failed, unrouted
     latency_ms: float = 0.0
     created_at: float = Field(default_factory=time.time, index=True)
