@@ -1,36 +1,26 @@
-"""Typed events that ingest hands to the rest of radflow (JSON on the wire)."""
+"""Typed events that ingest hands to the rest of radflow: ``radflow.wire.WireRecord``s, JSON on
+the reports, orders and dead-letter topics, versioned like every record there."""
 
 from __future__ import annotations
 
 import base64
-import dataclasses
-import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
 
 from radflow.codes import SIGNED_STATUSES, ResultStatus
+from radflow.wire import WireRecord
 
 #: OBR-25 result status values radflow acts on (names kept for ingest's readers).
 PRELIMINARY, FINAL = ResultStatus.PRELIMINARY, ResultStatus.FINAL
 CORRECTED, CANCELLED = ResultStatus.CORRECTED, ResultStatus.CANCELLED
 
 
-class _JsonEvent:
-    """JSON on the wire; unknown fields are ignored so older workers read newer events."""
-
-    def to_json(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False).encode()  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Any:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
 @dataclass(frozen=True)
-class ReportEvent(_JsonEvent):
-    """One radiology result as read from an ORU^R01 (no patient identifiers on purpose)."""
+class ReportEvent(WireRecord):
+    """reports topic: one radiology result as read from an ORU^R01 (no patient identifiers on
+    purpose), keyed institution|accession."""
 
+    kind: ClassVar[str] = "report"
     institution: str
     accession: str
     status: str
@@ -48,7 +38,6 @@ class ReportEvent(_JsonEvent):
     findings_raw: str = ""
     impression_raw: str = ""
     received_at: float = 0.0
-    kind: str = field(default="report")
 
     @property
     def key(self) -> str:
@@ -66,9 +55,10 @@ class ReportEvent(_JsonEvent):
 
 
 @dataclass(frozen=True)
-class OrderEvent(_JsonEvent):
-    """An imaging order: the accession is known before any result arrives."""
+class OrderEvent(WireRecord):
+    """orders topic: an imaging order, so the accession is known before any result arrives."""
 
+    kind: ClassVar[str] = "order"
     institution: str
     accession: str
     exam: str
@@ -78,7 +68,6 @@ class OrderEvent(_JsonEvent):
     order_control: str = ""  # ORC-1: NW new, CA cancel, XO change...
     message_control_id: str = ""
     received_at: float = 0.0
-    kind: str = field(default="order")
 
     @property
     def key(self) -> str:
@@ -90,30 +79,26 @@ class OrderEvent(_JsonEvent):
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    """Input that could not be processed, kept with its raw bytes so it can be replayed."""
+class DeadLetter(WireRecord):
+    """dead-letter topic: input that could not be processed, kept with its raw bytes (base64 on
+    the wire) so it can be replayed; keyed by the sending peer."""
 
+    kind: ClassVar[str] = "dead_letter"
     raw: bytes
     error: str
     peer: str
     received_at: float
     stage: str = "parse"
 
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "raw_b64": base64.b64encode(self.raw).decode(),
-                "error": self.error,
-                "peer": self.peer,
-                "received_at": self.received_at,
-                "stage": self.stage,
-            }
-        ).encode()
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["raw_b64"] = base64.b64encode(out.pop("raw")).decode()
+        return out
 
     @classmethod
-    def from_json(cls, data: bytes) -> DeadLetter:
-        d = json.loads(data)
-        return cls(base64.b64decode(d["raw_b64"]), d["error"], d["peer"], d["received_at"], d["stage"])
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        fields = {k: v for k, v in data.items() if k != "raw_b64"}
+        return super().from_dict(fields | {"raw": base64.b64decode(data["raw_b64"])})
 
 
 def pair_key(institution: str, accession: str) -> str:

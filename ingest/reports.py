@@ -11,16 +11,16 @@ from ingest.clean import clean_text, language_of
 from ingest.events import OrderEvent, ReportEvent
 from ingest.hl7 import HL7Message
 from ingest.mapping import DEFAULT_MAPPING, FieldMapping
-from radflow.codes import CLASSIFIED_BODY_SYSTEMS, BodySystem, ResultStatus
+from radflow.codes import BodySystem, ResultStatus
 from radflow.errors import HL7ParseError, UnsupportedMessage
 
 #: Message types acknowledged without processing (nothing for radflow to draft in them).
 IGNORED_TYPES = frozenset({"ADT", "ACK", "SIU", "MDM", "DFT", "BAR", "QRY", "QBP", "RSP", "MFN", "VXU"})
-#: Orders: acknowledged; registering the accession early is left to a later change.
+#: Orders: read into an OrderEvent, which registers the accession and its exam before the
+#: result arrives (streams/agents/orders.py).
 ORDER_TYPES = frozenset({"ORM", "OMI", "OMG", "OML", "ORL", "OMP", "RDE"})
 SUPPORTED_VERSIONS = ("2.",)  # an empty MSH-12 is read as v2 too, as Mirth and HAPI do
 
-BODY_SYSTEMS = CLASSIFIED_BODY_SYSTEMS
 # Order matters: spine before neck (颈椎 is musculoskeletal, 颈部 is neck).
 _BODY_SYSTEM_RULES: tuple[tuple[str, str], ...] = (
     ("musculoskeletal", r"椎|膝|肩|髋|踝|腕|肘|骨|关节|spine|spinal|lumbar|knee|shoulder|hip|ankle|wrist|elbow|bone|joint|msk"),

@@ -39,7 +39,7 @@ class IngestService:
         await self.metrics_runner.setup()
         site = web.TCPSite(self.metrics_runner, host, port)
         await site.start()
-        return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        return int(self.metrics_runner.addresses[0][1])  # the bound port (port 0: the system chose)
 
     async def stop(self) -> None:
         await self.server.stop()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from model.cases import Case, CaseSource
 from model.drafter import Draft, DraftRequest
 from model.scoring.rouge import score
+from radflow.codes import DraftGuard
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,6 @@ class ConsensusDrafter:
             found = self.cases.similar(r.institution, r.findings, self.k_for(r.institution), exclude=r.accession)
             chosen = pick(found, r.language or None)
             ms = (time.perf_counter() - started) * 1000
-            text, guard = (chosen.case.impression, "") if chosen is not None else ("", "empty")
+            text, guard = (chosen.case.impression, DraftGuard.NONE) if chosen is not None else ("", DraftGuard.EMPTY)
             out.append(Draft(text, guard, ms, self.model_id, "none", self.label(r.institution)))
         return out

@@ -18,17 +18,16 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from model import fewshot
 from model.adapters import BASE, AdapterSpec, route
+from model.cases import CaseSource as CaseIndex  # the protocol model.retrieval.CaseIndex implements
 from model.guards import cut_repetition, is_empty, stop_at_labels
 from model.loader import LoadedModel
 from model.prompts import PromptTemplate, template_for
 from model.serving import Decoder
-
-if TYPE_CHECKING:
-    from model.cases import CaseSource as CaseIndex  # the protocol model.retrieval.CaseIndex implements
+from radflow.codes import DraftGuard
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class DraftRequest:
 @dataclass(frozen=True)
 class Draft:
     text: str
-    guard: str  # "" when the model's text is used as generated; else why it was altered or replaced
+    guard: str  # radflow.codes.DraftGuard: why the text was altered or replaced ("" when it was not)
     latency_ms: float
     model_id: str
     template_id: str
@@ -140,23 +139,24 @@ class ModelDrafter:
         per_item_ms = (time.perf_counter() - started) * 1000 / len(requests)
         drafts = []
         for i, (text, template, system) in enumerate(zip(texts, templates, systems)):
-            guard = "retried-empty" if i in empty else ("truncated-input" if truncated[i] else "")
+            guard = (DraftGuard.RETRIED_EMPTY if i in empty
+                     else DraftGuard.TRUNCATED_INPUT if truncated[i] else DraftGuard.NONE)
             text, stopped = stop_at_labels(text, _labels(template))  # the model began another report
             text, looped = cut_repetition(text)  # Guard 2: repeated words and sentences
             if looped or stopped:
-                guard = "repetition" if looped else "stopped"
+                guard = DraftGuard.REPETITION if looped else DraftGuard.STOPPED
             if is_empty(text):
                 # ...then replaced by the impression of the most similar signed case, flagged.
                 text, guard = self._retrieved(requests[i])
             drafts.append(Draft(text, guard, per_item_ms, self.loaded.model_id, template.id, system))
         return drafts
 
-    def _retrieved(self, request: DraftRequest) -> tuple[str, str]:
+    def _retrieved(self, request: DraftRequest) -> tuple[str, DraftGuard]:
         if self.retrieval is not None:
             found = self.retrieval.similar(request.institution, request.findings, 1, exclude=request.accession)
             if found:
-                return found[0].impression, "retrieval"
-        return "", "empty"
+                return found[0].impression, DraftGuard.RETRIEVAL
+        return "", DraftGuard.EMPTY
 
     def fewshot_active(self) -> bool:
         """Whether the base drafts few-shot (an instruct base, cases to draw on, k > 0)."""

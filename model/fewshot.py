@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from model.cases import Case
 from model.prompts import PromptTemplate
-
-if TYPE_CHECKING:
-    from model.retrieval import Case
 
 #: An example's findings are not cut below this share of their length before examples are dropped.
 MIN_EXAMPLE_SHARE = 0.25

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from model import fewshot
 from model.drafter import Draft, DraftRequest
 from model.prompts import template_for
+from radflow.codes import DraftGuard
 
 if TYPE_CHECKING:
     from model.cases import Case, CaseSource
@@ -209,7 +210,7 @@ class RerankDrafter:
             started = time.perf_counter()
             chosen = best(self.reranker.score(r, self.k), self.normalise)
             ms = (time.perf_counter() - started) * 1000
-            text, guard = (chosen.case.impression, "") if chosen is not None else ("", "empty")
+            text, guard = (chosen.case.impression, DraftGuard.NONE) if chosen is not None else ("", DraftGuard.EMPTY)
             out.append(Draft(text, guard, ms, self.model_id, f"rerank-{self.reranker.style}", self.label))
         return out
 

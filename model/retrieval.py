@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from model.cases import Case
 from model.drafter import Draft, DraftRequest
-from radflow.codes import CJK
+from radflow.codes import CJK, DraftGuard
 
 _WORD = re.compile(r"[\w\u4e00-\u9fff]+")
 
@@ -120,5 +120,6 @@ class RetrievalDrafter:
         out = []
         for r in requests:
             found = self.index.similar(r.institution, r.findings, 1, exclude=r.accession)
-            out.append(Draft(found[0].impression if found else "", "" if found else "empty", 0.0, self.model_id, "none"))
+            out.append(Draft(found[0].impression if found else "", DraftGuard.NONE if found else DraftGuard.EMPTY, 0.0,
+                             self.model_id, "none"))
         return out

@@ -2,8 +2,9 @@
 
 Every code is a ``StrEnum``: a member equals its HL7 or stored string (``ResultStatus.FINAL ==
 "F"``), so rows, JSON and HL7 fields keep plain strings while code compares against names.
-Lower layers (ingest/, model/, storage/) already import ``radflow.errors`` and ``radflow.settings``;
-this module imports nothing of radflow, so any layer may use it.
+This module imports nothing of radflow, so any layer may use it; the lower layers (ingest/,
+model/, storage/) take their settings as arguments from the composition root (radflow/cli,
+streams/worker.py) rather than read them.
 """
 
 from __future__ import annotations
@@ -62,8 +63,28 @@ class AdapterStatus(StrEnum):
 
 
 class DraftStatus(StrEnum):
-    DRAFT = "draft"
+    DRAFT = "draft"  # on the worklist until its signed report arrives
+    SIGNED = "signed"  # its signed report arrived (storage.pending)
     RETRACTED = "retracted"  # the exam was cancelled (OBR-25 X)
+
+
+class DraftGuard(StrEnum):
+    """Why a draft's text is not the model's text as generated (stored and sent as ``guard``)."""
+
+    NONE = ""  # used as generated
+    RETRIED_EMPTY = "retried-empty"  # empty at first: generated again with sampling
+    TRUNCATED_INPUT = "truncated-input"  # the findings were cut to fit the input limit
+    STOPPED = "stopped"  # cut where the model began another report's labels
+    REPETITION = "repetition"  # repeated words or sentences cut
+    RETRIEVAL = "retrieval"  # still empty: the impression of the most similar signed case
+    EMPTY = "empty"  # still empty, and no similar case to take
+
+
+class AdapterChange(StrEnum):
+    """What an adapters-topic event says happened to an adapter version."""
+
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled-back"
 
 
 class WorkerRole(StrEnum):

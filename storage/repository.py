@@ -10,9 +10,10 @@ from sqlalchemy import event, func, inspect, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
-from model.scoring.aggregate import METRICS, ROUGE, means
+from model.scoring.aggregate import ROUGE, means
 from radflow.codes import SIGNED_STATUSES, DraftStatus, ResultStatus
 from radflow.errors import StorageError
+from storage import indexes, pending, summaries
 from storage import processed as processed_log
 from storage.deliveries import DeliveryLog
 from storage.processed import ProcessedLog
@@ -46,6 +47,8 @@ class Repository(AdapterRegistry, ProcessedLog, DeliveryLog):
         try:
             SQLModel.metadata.create_all(self.engine)
             self._add_missing_columns()
+            indexes.ensure(self.engine)
+            pending.mark_existing(self.engine)
         except OperationalError as exc:
             raise StorageError(f"cannot open the database (RADFLOW_DATABASE_URL): {exc.orig}") from exc
 
@@ -87,6 +90,8 @@ class Repository(AdapterRegistry, ProcessedLog, DeliveryLog):
                 else:
                     for name, value in kept.items():
                         setattr(current, name, value)
+                if isinstance(current, DraftRow | SignedReportRow):
+                    pending.settle(session, current)
                 session.add(current)
                 processed_log.record(session, processed or [])
                 try:
@@ -140,10 +145,9 @@ class Repository(AdapterRegistry, ProcessedLog, DeliveryLog):
                 if since:
                     stmt = stmt.where(_time_column(model) >= since)
                 return int(session.exec(stmt).one())
-            stmt2 = select(model.institution, model.accession)
-            if since:
-                stmt2 = stmt2.where(_time_column(model) >= since)
-            return sum(1 for key in session.exec(stmt2).all() if tuple(key) in accessions)
+        with self.engine.connect() as connection:
+            return summaries.count_keys(connection, SQLModel.metadata.tables[model.__tablename__], accessions, since,
+                                        _time_column(model).key)
 
     def recent_scores(self, limit: int = 200) -> list[ScoreRow]:
         with Session(self.engine) as session:
@@ -151,12 +155,12 @@ class Repository(AdapterRegistry, ProcessedLog, DeliveryLog):
 
     def score_summary(self, window: int = 0, keys: set[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
         """Mean ROUGE per institution (over its last ``window`` scores when window > 0; only the
-        given (institution, accession) keys when set)."""
-        with Session(self.engine) as session:
-            rows = session.exec(select(ScoreRow).order_by(col(ScoreRow.created_at).desc())).all()
-        if keys is not None:
-            rows = [r for r in rows if (r.institution, r.accession) in keys]
-        per: dict[str, list[ScoreRow]] = defaultdict(list)
+        given (institution, accession) keys when set), computed by the database (storage/summaries.py)."""
+        with self.engine.connect() as connection:
+            if keys is None:
+                return summaries.institution_means(connection, window)
+            rows = summaries.keyed_scores(connection, keys)  # no more rows than the caller's keys
+        per: dict[str, list[Any]] = defaultdict(list)
         for row in rows:
             if not window or len(per[row.institution]) < window:
                 per[row.institution].append(row)
@@ -207,21 +211,16 @@ class Repository(AdapterRegistry, ProcessedLog, DeliveryLog):
         with Session(self.engine) as session:
             return list(session.exec(select(AlertRow).order_by(col(AlertRow.created_at).desc()).limit(limit)).all())
 
-    def segment_summary(self, window: int = 0) -> list[dict[str, Any]]:
-        """Mean metrics per institution × body system (over the last ``window`` scores if > 0)."""
-        with Session(self.engine) as session:
-            rows = session.exec(select(ScoreRow).order_by(col(ScoreRow.created_at).desc())).all()
-        per: dict[tuple[str, str], list[ScoreRow]] = defaultdict(list)
-        for row in rows:
-            key = (row.institution, row.body_system)
-            if not window or len(per[key]) < window:
-                per[key].append(row)
-        out = []
-        for (institution, body_system), items in sorted(per.items()):
-            m = means(items)
-            out.append({"institution": institution, "body_system": body_system, "n": len(items),
-                        **{k: m[k] for k in METRICS}})
-        return out
+    def segment_summary(self, window: int = 0, institution: str | None = None) -> list[dict[str, Any]]:
+        """Mean metrics per institution × body system (over the last ``window`` scores if > 0),
+        computed by the database (storage/summaries.py)."""
+        with self.engine.connect() as connection:
+            return summaries.segment_means(connection, window, institution)
+
+    def chart_windows(self, segments: list[tuple[str, str]], limit: int) -> dict[tuple[str, str], summaries.ChartWindows]:
+        """Each segment's last ``limit`` drift windows, reference count and latest bands."""
+        with self.engine.connect() as connection:
+            return summaries.chart_windows(connection, segments, limit)
 
     def pairs(self, institution: str, body_system: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Recent scored pairs of a segment with their texts, for the drill-down page."""
@@ -237,22 +236,20 @@ class Repository(AdapterRegistry, ProcessedLog, DeliveryLog):
         return [{"score": s, "draft": d, "signed": r} for s, d, r in rows]
 
     def pending_drafts(self, limit: int = 100) -> list[DraftRow]:
-        """Drafts with no signed report yet, oldest first."""
+        """Drafts with no signed report yet, oldest first (storage/pending.py)."""
         with Session(self.engine) as session:
-            signed = select(SignedReportRow.accession).where(SignedReportRow.institution == DraftRow.institution)
-            stmt = (select(DraftRow).where(DraftRow.status == DraftStatus.DRAFT, DraftRow.accession.not_in(signed))  # type: ignore[attr-defined]
-                    .order_by(col(DraftRow.created_at)).limit(limit))
-            return list(session.exec(stmt).all())
+            return pending.waiting(session, limit)
 
     def unscored_pairs(self, limit: int = 500) -> list[DraftRow]:
         """Drafts whose exam is signed with an impression but has no score: a pair whose last
-        half was lost with a broker's memory (issue #19), for the score agent's sweep."""
+        half was lost with a broker's memory (issue #19), for the score agent's sweep. Such a
+        draft is marked ``signed`` (storage.pending), so any draft not retracted is asked."""
         with Session(self.engine) as session:
             stmt = (select(DraftRow).join(SignedReportRow, (col(SignedReportRow.institution) == col(DraftRow.institution))
                                           & (col(SignedReportRow.accession) == col(DraftRow.accession)))
                     .outerjoin(ScoreRow, (col(ScoreRow.institution) == col(DraftRow.institution))
                                & (col(ScoreRow.accession) == col(DraftRow.accession)))
-                    .where(col(ScoreRow.id).is_(None), col(DraftRow.status) == DraftStatus.DRAFT,
+                    .where(col(ScoreRow.id).is_(None), col(DraftRow.status) != DraftStatus.RETRACTED,
                            col(SignedReportRow.status).in_(sorted(SIGNED_STATUSES)), col(SignedReportRow.impression) != "")
                     .order_by(col(DraftRow.created_at)).limit(limit))
             return list(session.exec(stmt).all())

@@ -6,7 +6,7 @@ import time
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
-from radflow.codes import AdapterStatus, DraftStatus, ResultStatus
+from radflow.codes import AdapterStatus, DraftGuard, DraftStatus, ResultStatus
 
 
 class SignedReportRow(SQLModel, table=True):
@@ -47,8 +47,8 @@ class DraftRow(SQLModel, table=True):
     model_id: str = ""
     adapter_version: str = ""
     template_id: str = ""
-    guard: str = ""  # why the text was altered or replaced: "", "empty", "repetition"
-    status: str = DraftStatus.DRAFT.value  # RETRACTED once the exam is cancelled (OBR-25 X)
+    guard: str = DraftGuard.NONE.value  # radflow.codes.DraftGuard: why the text was altered or replaced
+    status: str = DraftStatus.DRAFT.value  # SIGNED once its signed report is stored; RETRACTED once cancelled
     delivery: str = ""  # sending it to the RIS worklist: "", sending, AA/CA, AR/CR, failed (retried later)
     delivery_attempts: int = 0
     delivery_due: float = 0.0  # when it may be sent (again): the end of a claim, or of a failure's backoff

@@ -19,7 +19,7 @@ from radflow.metrics import CONTENT_TYPE, Registry
 from radflow.settings import Settings
 from storage.repository import Repository
 from streams.offsets import OffsetGuard
-from streams.pages import ROLLING_WINDOW, WindowRule, render_overview, render_pairs
+from streams.pages import CHART_WINDOWS, ROLLING_WINDOW, WindowRule, render_overview, render_pairs
 
 Page = Callable[[View, Request], Awaitable[Response]]
 
@@ -108,14 +108,14 @@ def _register_quality_pages(app: faust.App, access: _Access, settings: Settings,
     @access.protected
     async def index(web: View, request: Request) -> Response:
         institution = request.query.get("institution", "")  # one institution's rows (a large site)
-        segments = await asyncio.to_thread(repository.segment_summary, ROLLING_WINDOW)
-        chunks = await asyncio.to_thread(repository.drift_chunks, institution or None)
+        segments = await asyncio.to_thread(repository.segment_summary, ROLLING_WINDOW, institution or None)
+        keys = [(s["institution"], s["body_system"]) for s in segments]
+        charts = await asyncio.to_thread(repository.chart_windows, keys, CHART_WINDOWS)
         alerts = await asyncio.to_thread(repository.alerts, 20)
         if institution:
-            segments = [s for s in segments if s["institution"] == institution]
             alerts = [a for a in alerts if a.institution == institution]
         windows = WindowRule(settings.drift_chunk, settings.drift_first_chunk, settings.drift_reference_chunks)
-        return web.html(render_overview(segments, chunks, alerts, access.token_of(request), windows))
+        return web.html(render_overview(segments, charts, alerts, access.token_of(request), windows))
 
     @app.page("/pairs")
     @access.protected

@@ -8,13 +8,16 @@ import difflib
 import html
 import json
 import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from model.scoring.rouge import segment_zh
 from radflow.codes import Language, language_of
+from storage.summaries import ChartWindows
 
 ROLLING_WINDOW = 50  # signed reports per segment in the rolling means
+CHART_WINDOWS = 50  # drift windows per chart, the latest: a year holds thousands, the chart is 220 px wide
 
 STYLE = """body{font-family:system-ui,"Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
@@ -49,10 +52,12 @@ class WindowRule:
     reference_chunks: int = 6
 
 
-def window_note(own: list[Any], rule: WindowRule) -> str:
-    """What a segment's chart shows so far, and when its reference band appears, in words."""
+def window_note(own: Sequence[Any], rule: WindowRule, reference: int | None = None) -> str:
+    """What a segment's chart shows so far, and when its reference band appears, in words.
+    ``reference``: the segment's reference windows in all, when ``own`` holds only its latest."""
     warmup = 0 < rule.first_chunk < rule.chunk
-    reference = sum(1 for c in own if c.reference)
+    if reference is None:
+        reference = sum(1 for c in own if c.reference)
     if not own:
         return f"first point after {rule.first_chunk if warmup else rule.chunk} scores"
     if reference >= rule.reference_chunks:
@@ -89,12 +94,12 @@ def chart(series: dict[str, list[float]], band: tuple[float, float] | None, widt
     return "".join(parts)
 
 
-def _band_of(chunks: list[Any], metric: str) -> tuple[float, float] | None:
-    for c in reversed(chunks):
-        if c.bands:
-            low, high = json.loads(c.bands).get(metric, (None, None))
-            if low is not None:
-                return (low, high)
+def _band_of(bands: str, metric: str) -> tuple[float, float] | None:
+    """A metric's band in a window's bands (JSON), as the segment's latest banded window has it."""
+    if bands:
+        low, high = json.loads(bands).get(metric, (None, None))
+        if low is not None:
+            return (low, high)
     return None
 
 
@@ -102,24 +107,22 @@ def _is_warmup(chunk: Any) -> bool:
     return not chunk.reference and chunk.bands in ("", "{}")
 
 
-def render_overview(segments: list[dict[str, Any]], chunks: list[Any], alerts: list[Any], token: str,
-                    windows: WindowRule = WindowRule()) -> str:
-    series: dict[tuple[str, str], list[Any]] = {}
-    for c in chunks:
-        series.setdefault((c.institution, c.body_system), []).append(c)
+def render_overview(segments: list[dict[str, Any]], charts: Mapping[tuple[str, str], ChartWindows],
+                    alerts: list[Any], token: str, windows: WindowRule = WindowRule()) -> str:
+    """``charts``: each segment's latest drift windows (storage.summaries.chart_windows)."""
     if segments:
         rows = []
         for s in segments:
-            key = (s["institution"], s["body_system"])
-            own = series.get(key, [])
+            history = charts.get((s["institution"], s["body_system"]), ChartWindows((), 0, ""))
+            own = history.chunks
             hollow = frozenset(i for i, c in enumerate(own) if _is_warmup(c))
-            note = f"<div class='note muted'>{html.escape(window_note(own, windows))}</div>"
+            note = f"<div class='note muted'>{html.escape(window_note(own, windows, history.reference))}</div>"
             rouge_chart = chart({m: [getattr(c, m) for c in own] for m in ("rougeL", "rouge1", "rouge2")},
-                                _band_of(own, "rougeL"), label="R-1, R-2, R-L per window; R-L band shaded",
+                                _band_of(history.bands, "rougeL"), label="R-1, R-2, R-L per window; R-L band shaded",
                                 hollow=hollow) + note
             rates_chart = chart({m: [getattr(c, m) for c in own] for m in ("missed_rate", "over_rate")},
-                                _band_of(own, "missed_rate"), label="missed and over rates per window; missed band shaded",
-                                hollow=hollow)
+                                _band_of(history.bands, "missed_rate"),
+                                label="missed and over rates per window; missed band shaded", hollow=hollow)
             link = _link("/pairs", token, institution=s["institution"], body_system=s["body_system"])
             rows.append(
                 f"<tr class=segment><td><a href='{link}'>{html.escape(s['institution'])}</a></td>"
@@ -136,7 +139,7 @@ def render_overview(segments: list[dict[str, Any]], chunks: list[Any], alerts: l
     ) or "<tr><td colspan=6 class=muted>No drift alerts.</td></tr>"
     return page("radflow: draft quality", f"""
 <p>Rolling means over the last {ROLLING_WINDOW} signed reports per institution × body system. Charts show each
-drift window's mean (<span style="color:#2a6">R-L</span>, <span style="color:#8bc">R-1</span>,
+of the last {CHART_WINDOWS} drift windows' mean (<span style="color:#2a6">R-L</span>, <span style="color:#8bc">R-1</span>,
 <span style="color:#c9a">R-2</span>; <span style="color:#c33">missed</span>, <span style="color:#e90">over</span>)
 with the reference band (mean ± 3 sd) shaded. A window closes every {windows.chunk} signed reports of a
 segment{_warmup_words(windows)}; the band appears once the first {windows.reference_chunks} windows have closed.

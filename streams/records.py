@@ -1,63 +1,30 @@
 """What crosses radflow's own topics: typed, frozen, versioned records (JSON on the wire).
 
-Ingest's events (``ingest.events``) cross the reports and orders topics; the records here cross
+Ingest's events (``ingest.events``) cross the reports, orders and dead-letter topics; the records here cross
 the rest. The wire schema is not the table schema: storage rows are built from a record
 (``to_row``), never sent as they are.
 
-Each record carries ``kind`` (the score agent reads reports and drafts from one stream and tells
-them apart by it) and ``schema_version``. Compatibility rules: a reader ignores fields it does not know
-and fills the ones a record lacks from their defaults, so adding a field with a default keeps
-the version; renaming or changing the meaning of a field raises ``SCHEMA_VERSION``. A record of
-a newer version than the reader's is still read (by those rules) and logged once.
+Each record is a ``radflow.wire.WireRecord``: it carries ``kind`` and ``schema_version``, and
+its readers follow the compatibility rules written there.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, ClassVar, Self
+from typing import ClassVar, TypeVar
 
-from radflow.errors import StreamsError
-from storage.tables import AlertRow, DraftRow, ScoreRow
+from radflow.codes import AdapterChange, DraftGuard
+from radflow.wire import SCHEMA_VERSION, WireRecord
+from storage.tables import AlertRow, DraftRow, OrderRow, ScoreRow, SignedReportRow
 
-log = logging.getLogger(__name__)
+__all__ = ["SCHEMA_VERSION", "AdapterChange", "AdapterEvent", "AlertRecord", "DraftRecord", "ScoreRecord", "row_of"]
 
-SCHEMA_VERSION = 1
-
-
-class _Record:
-    kind: ClassVar[str]
-    _newer_seen: ClassVar[bool] = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}  # type: ignore[call-overload]
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False).encode()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        if data.get("kind", cls.kind) != cls.kind:
-            raise StreamsError(f"expected a {cls.kind} record, got kind {data.get('kind')!r}")
-        if int(data.get("schema_version", 1)) > SCHEMA_VERSION and not cls._newer_seen:
-            cls._newer_seen = True
-            log.warning("%s records of schema version %s, newer than %d: reading the fields known here",
-                        cls.kind, data.get("schema_version"), SCHEMA_VERSION)
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in fields}
-        return cls(**values)
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> Self:
-        return cls.from_dict(json.loads(raw))
-
+Row = TypeVar("Row", OrderRow, SignedReportRow)
 
 @dataclass(frozen=True)
-class DraftRecord(_Record):
+class DraftRecord(WireRecord):
     """drafts topic: the machine draft of one report's impression (keyed institution|accession)."""
 
     kind: ClassVar[str] = "draft"
@@ -70,7 +37,7 @@ class DraftRecord(_Record):
     model_id: str = ""
     adapter_version: str = ""
     template_id: str = ""
-    guard: str = ""  # why the text was altered or replaced: "", "empty", "repetition", "retrieval"
+    guard: str = DraftGuard.NONE.value  # radflow.codes.DraftGuard: why the text was altered or replaced
     latency_ms: float = 0.0
     created_at: float = field(default_factory=time.time)
 
@@ -79,7 +46,7 @@ class DraftRecord(_Record):
 
 
 @dataclass(frozen=True)
-class ScoreRecord(_Record):
+class ScoreRecord(WireRecord):
     """scores topic: a draft scored against its signed impression (keyed by segment)."""
 
     kind: ClassVar[str] = "score"
@@ -105,7 +72,7 @@ class ScoreRecord(_Record):
 
 
 @dataclass(frozen=True)
-class AlertRecord(_Record):
+class AlertRecord(WireRecord):
     """alerts topic: a metric of a segment's drift window that left its reference band."""
 
     kind: ClassVar[str] = "alert"
@@ -123,20 +90,23 @@ class AlertRecord(_Record):
         return AlertRow(**dataclasses.asdict(self))
 
 
-class AdapterChange(StrEnum):
-    PROMOTED = "promoted"
-    ROLLED_BACK = "rolled-back"
-
-
 @dataclass(frozen=True)
-class AdapterEvent(_Record):
+class AdapterEvent(WireRecord):
     """adapters topic: an adapter version was promoted or rolled back (keyed by adapter name).
 
     Every draft worker reads it and serves the champions then in storage; the record says what
     changed, storage says what serves."""
 
     kind: ClassVar[str] = "adapter"
-    event: str  # AdapterChange
+    event: str  # radflow.codes.AdapterChange
     name: str  # "shared" or an institution
     version: str
     at: float = field(default_factory=time.time)
+
+
+def row_of(record: WireRecord, model: type[Row]) -> Row:
+    """A storage row from a record's fields that the table has (ingest's events: the signed
+    report, the order); the row's own columns (id, status, ...) keep their defaults."""
+    columns = model.model_fields
+    return model(**{k: v for k, v in dataclasses.asdict(record).items()  # type: ignore[call-overload]
+                    if k in columns and k != "id"})

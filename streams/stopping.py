@@ -33,6 +33,8 @@ from typing import Any, NoReturn
 import faust
 from aiokafka.errors import KafkaError
 
+from streams.faust_version import check_mode_version
+
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +49,7 @@ class StoppingWorker(faust.Worker):
     """A Faust worker whose stop is bounded in time; ``run`` never returns."""
 
     def __init__(self, *args: Any, grace: float, **kwargs: Any) -> None:
+        check_mode_version()  # the stop calls mode's private signal handlers (streams/faust_version.py)
         super().__init__(*args, **kwargs)
         self.grace = grace
         self._stop_signals = 0
@@ -90,7 +93,7 @@ class StoppingWorker(faust.Worker):
                         signal.Signals(sig).name)
             _exit_now(1)
         self._start_watchdog()
-        # mode's own handlers (public since mode 4; unchanged in mode-streaming 0.7): the graceful stop
+        # mode's own handlers, private: the graceful stop (its release is checked in __init__)
         (self._on_sigint if sig == signal.SIGINT else self._on_sigterm)()
 
     def _start_watchdog(self) -> None:

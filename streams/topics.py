@@ -1,5 +1,8 @@
-"""Topic names. Every source topic has the same partition count as the table changelogs, and
-all are keyed by "institution|accession" so one exam's events meet on one partition."""
+"""Topic names. Every source topic has the same partition count as the table changelogs.
+
+Keys: the exam topics (reports, orders, drafts) by "institution|accession", so one exam's
+events meet on one partition; scores and alerts by segment (``segment_key``); adapter changes
+by adapter name; dead letters by the sending peer."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from model.adapters import BASE, SHARED, AdapterSpec, next_version, route, servi
 from model.drafter import Drafter, DraftRequest, ModelDrafter
 from model.loader import load_model
 from model.retrieval import CaseIndex
-from radflow.codes import AdapterStatus
+from radflow.codes import AdapterChange, AdapterStatus
 from storage.repository import Repository
 from storage.tables import AdapterEvalRow, AdapterRow, TrainingRunRow
 from training import dataset as ds
@@ -169,17 +169,17 @@ class Refitter:
     # -- the alias -----------------------------------------------------------------------------------
     def promote(self, name: str, version: str) -> None:
         self.repository.promote(name, version)
-        self._announce("promoted", name, version)
+        self._announce(AdapterChange.PROMOTED, name, version)
 
     def rollback(self, name: str) -> str:
         row = self.repository.rollback(name)
-        self._announce("rolled-back", name, row.version)
+        self._announce(AdapterChange.ROLLED_BACK, name, row.version)
         return row.version
 
-    def _announce(self, event: str, name: str, version: str) -> None:
+    def _announce(self, event: AdapterChange, name: str, version: str) -> None:
         log.info("adapter %s/%s %s", name, version, event)
         if self.publish is not None:
-            self.publish({"event": event, "name": name, "version": version, "at": time.time()})
+            self.publish({"event": event.value, "name": name, "version": version, "at": time.time()})
 
     # -- helpers --------------------------------------------------------------------------------------
     def _set_status(self, name: str, version: str, status: str) -> None:

@@ -10,7 +10,6 @@ the listener): only by the demo and `radflow demo-data`, which import it when th
 
 from radflow.demodata.hl7 import FeedItem, expected_ack, feed, to_hl7
 from radflow.demodata.reports import INSTITUTIONS, DemoReport, Style, generate_reports, write_pairs
-from radflow.demodata.vocabulary import BODY_SYSTEMS
 
-__all__ = ["BODY_SYSTEMS", "INSTITUTIONS", "DemoReport", "FeedItem", "Style", "expected_ack", "feed",
+__all__ = ["INSTITUTIONS", "DemoReport", "FeedItem", "Style", "expected_ack", "feed",
            "generate_reports", "to_hl7", "write_pairs"]

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ingest.clean import clean_text
-from radflow.demodata.vocabulary import BODY_SYSTEMS, EN_SENTENCES, ZH_SENTENCES
+from radflow.codes import CLASSIFIED_BODY_SYSTEMS
+from radflow.demodata.vocabulary import EN_SENTENCES, ZH_SENTENCES
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def generate_reports(
     reports = []
     for style in institutions:
         lib = ZH_SENTENCES if style.language == "zh" else EN_SENTENCES
-        for system in BODY_SYSTEMS:
+        for system in CLASSIFIED_BODY_SYSTEMS:
             for i in range(start, start + per_segment):
                 reports.append(_report(rng, style, system, lib[system], i))
     return reports

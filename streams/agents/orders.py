@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from storage.processed import ORDER, processed
 from storage.repository import Repository
 from storage.tables import OrderRow
 from streams.agents import one_at_a_time
+from streams.records import row_of
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,7 @@ class OrderDeps:
 
 
 def order_row(order: OrderEvent) -> OrderRow:
-    fields = OrderRow.model_fields
-    return OrderRow(**{k: v for k, v in dataclasses.asdict(order).items() if k in fields and k != "id"})
+    return row_of(order, OrderRow)
 
 
 async def register_one(deps: OrderDeps, value: bytes | str) -> OrderRow:

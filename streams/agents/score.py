@@ -1,8 +1,8 @@
 """The score agent: pairs each draft with its signed impression, whichever comes first, scores
 the pair (``model.scoring``) and sends the score on, keyed by segment for the drift agent.
 
-The pending half lives in ``pending`` (the worker's Faust table, a dict in unit tests); on a miss
-it is looked up in storage (``streams.pairing``). A cancelled exam (OBR-25 X) retracts its draft.
+The pending pair lives in ``pending`` (the worker's Faust table, a dict in unit tests); a half it
+lacks is looked up in storage (why: ``streams.pairing``). A cancelled exam (OBR-25 X) retracts its draft.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from storage.repository import Repository
 from storage.tables import DraftRow, ProcessedMessageRow, ScoreRow, SignedReportRow
 from streams import pairing
 from streams.agents import Send, one_at_a_time
-from streams.records import DraftRecord, ScoreRecord
+from streams.records import DraftRecord, ScoreRecord, row_of
 from streams.stats import Stats
 from streams.topics import TopicNames
 
@@ -40,40 +40,60 @@ PROCESSED_KEEP_SECONDS = 7 * 86400.0
 @dataclass(frozen=True)
 class ScoreDeps:
     repository: Repository
-    pending: MutableMapping[str, Any]  # institution|accession -> pairing entry (JSON)
+    pending: MutableMapping[str, Any]  # institution|accession -> streams.pairing.PendingPair.to_dict()
     send: Send  # to the scores topic, keyed by segment
     stats: Stats
 
 
 def signed_row(event: ReportEvent) -> SignedReportRow:
-    fields = SignedReportRow.model_fields
-    return SignedReportRow(**{k: v for k, v in vars(event).items() if k in fields and k != "id"})
+    return row_of(event, SignedReportRow)
 
 
-class _Storage:
-    """The halves storage holds, for pairs whose table entry came back short."""
+def _stored_halves(deps: ScoreDeps, pair: pairing.PendingPair, institution: str,
+                   accession: str) -> pairing.PendingPair:
+    """The halves the table lacks, from storage (after a recovery that stopped short)."""
+    draft = signed = None
+    if pair.draft is None and (row := deps.repository.get(DraftRow, institution, accession)) is not None:
+        draft = pairing.DraftHalf.of(row)
+        deps.stats["halves_from_storage"] += 1
+    if pair.signed is None and (report := deps.repository.get(SignedReportRow, institution, accession)) is not None:
+        if report.impression:
+            signed = pairing.SignedHalf.of(report)
+            deps.stats["halves_from_storage"] += 1
+    return pair.with_halves(draft, signed)
 
-    def __init__(self, deps: ScoreDeps) -> None:
-        self.deps = deps
 
-    def draft(self, institution: str, accession: str) -> dict[str, Any] | None:
-        row = self.deps.repository.get(DraftRow, institution, accession)
-        self.deps.stats["halves_from_storage"] += row is not None
-        return pairing.draft_half(row) if row else None
-
-    def signed(self, institution: str, accession: str) -> dict[str, Any] | None:
-        row = self.deps.repository.get(SignedReportRow, institution, accession)
-        found = row is not None and bool(row.impression)
-        self.deps.stats["halves_from_storage"] += found
-        return pairing.signed_from_row(row) if row and found else None
-
-    def scored_inputs(self, institution: str, accession: str) -> str | None:
-        row = self.deps.repository.get(ScoreRow, institution, accession)
-        return row.inputs if row is not None else None
+def _scored_before(deps: ScoreDeps, pair: pairing.PendingPair) -> bool:
+    """The pair was scored from these texts already: the table says so or, when it came back
+    short or the pair was scored from storage by another path, the stored score's inputs do."""
+    if pair.unchanged():
+        return True
+    signed = pair.signed
+    if signed is None or pair.draft is None:
+        return False
+    row = deps.repository.get(ScoreRow, signed.institution, signed.accession)
+    return pair.unchanged(row.inputs if row is not None else None)
 
 
 def done_row(event: ReportEvent) -> ProcessedMessageRow:
     return processed(event.message_id, event.institution, event.accession, event.status, "score")
+
+
+async def _signed_half(deps: ScoreDeps, event: ReportEvent, done: list[ProcessedMessageRow]) -> pairing.SignedHalf | None:
+    """The half a signed report brings, once stored; None when the report pairs with nothing
+    (then it is recorded done here: a cancel with its retraction, a status with nothing to do)."""
+    if not (event.signed or event.status == ResultStatus.CANCELLED):  # e.g. OBR-25 I or S: nothing to do
+        await asyncio.to_thread(deps.repository.mark_processed, done)
+        return None
+    if event.status == ResultStatus.CANCELLED:
+        deps.pending.pop(event.key, None)
+        await asyncio.to_thread(deps.repository.retract, event.institution, event.accession, done)
+        return None
+    if not event.impression:
+        await asyncio.to_thread(deps.repository.mark_processed, done)
+        return None
+    await asyncio.to_thread(deps.repository.upsert, signed_row(event))
+    return pairing.SignedHalf.of(event)
 
 
 async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
@@ -87,7 +107,7 @@ async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
     if payload.get("kind") == DraftRecord.kind:
         draft = DraftRecord.from_dict(payload)
         institution, accession = draft.institution, draft.accession
-        draft_part = pairing.draft_half(draft)
+        draft_part = pairing.DraftHalf.of(draft)
     else:
         event = ReportEvent.from_dict(payload)
         if event.status == ResultStatus.PRELIMINARY:
@@ -96,35 +116,25 @@ async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
             deps.stats["replays_skipped"] += 1
             return None
         done = [done_row(event)]
-        if not (event.signed or event.status == ResultStatus.CANCELLED):  # e.g. OBR-25 I or S: nothing to do
-            await asyncio.to_thread(deps.repository.mark_processed, done)
-            return None
-        if event.status == ResultStatus.CANCELLED:
-            deps.pending.pop(event.key, None)
-            await asyncio.to_thread(deps.repository.retract, event.institution, event.accession, done)
-            return None
-        if not event.impression:
-            await asyncio.to_thread(deps.repository.mark_processed, done)
+        if (signed_part := await _signed_half(deps, event, done)) is None:
             return None
         institution, accession = event.institution, event.accession
-        await asyncio.to_thread(deps.repository.upsert, signed_row(event))
-        signed_part = pairing.signed_from_event(event)
     key = pair_key(institution, accession)
-    storage = _Storage(deps)
-    result = await asyncio.to_thread(pairing.update, deps.pending.get(key), institution, accession,
-                                     draft=draft_part, signed=signed_part, find_draft=storage.draft,
-                                     find_signed=storage.signed, scored_inputs=storage.scored_inputs)
-    if result.score is None:
+    pair = pairing.PendingPair.from_dict(deps.pending.get(key)).with_halves(draft_part, signed_part)
+    if not pair.complete:
+        pair = await asyncio.to_thread(_stored_halves, deps, pair, institution, accession)
+    unchanged = pair.complete and await asyncio.to_thread(_scored_before, deps, pair)
+    if not pair.complete or unchanged:
         await asyncio.to_thread(deps.repository.mark_processed, done)  # the signed report is stored
-        deps.pending[key] = result.entry
-        deps.stats["pairs_unchanged"] += result.unchanged
+        deps.pending[key] = dataclasses.replace(pair, inputs=pair.digest if unchanged else pair.inputs).to_dict()
+        deps.stats["pairs_unchanged"] += unchanged
         return None
-    score = result.score
+    pair, score = await asyncio.to_thread(pairing.score, pair, time.time())
     row = score.to_row()
-    row.inputs = result.inputs
+    row.inputs = pair.inputs or ""
     # a re-score (a correction) keeps the drift window that counted the exam: each exam counts once
     await asyncio.to_thread(deps.repository.upsert, row, done, ("drift_chunk",))
-    deps.pending[key] = result.entry  # after storage: an entry that says "scored" is never ahead of it
+    deps.pending[key] = pair.to_dict()  # after storage: an entry that says "scored" is never ahead of it
     deps.stats["scored"] += 1
     await deps.send(TopicNames.segment_key(institution, score.body_system, score.adapter_version), score)
     return score

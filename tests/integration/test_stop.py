@@ -240,7 +240,8 @@ def test_a_worker_whose_broker_dies_while_it_starts_stops_cleanly(launch, tmp_pa
 
 def test_demo_draws_a_chart_per_segment_then_stops_on_ctrl_c(launch, tmp_path: Path) -> None:
     """What a new user meets first: charts with points after the demo's first run, then Ctrl-C."""
-    from radflow.demodata import BODY_SYSTEMS, INSTITUTIONS
+    from radflow.codes import CLASSIFIED_BODY_SYSTEMS as BODY_SYSTEMS  # the systems the demo writes
+    from radflow.demodata import INSTITUTIONS
     from streams.pages import SERIES_COLOURS
 
     demo = launch(["demo"])

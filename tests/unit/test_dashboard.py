@@ -1,10 +1,11 @@
 from types import SimpleNamespace
 
+from storage.summaries import ChartWindows
 from streams.pages import chart, diff_html, render_overview, render_pairs
 
 
 def test_overview_works_with_no_data() -> None:
-    page = render_overview([], [], [], "")
+    page = render_overview([], {}, [], "")
     assert "No scored reports yet" in page and "No drift alerts" in page
 
 
@@ -16,7 +17,7 @@ def test_chart_draws_every_series_and_the_band() -> None:
 def test_links_keep_the_token_and_text_is_escaped() -> None:
     segment = {"institution": "A<script>", "body_system": "chest", "n": 1, "rouge1": 1.0, "rouge2": 1.0,
                "rougeL": 1.0, "missed_rate": 0.0, "over_rate": 0.0}
-    page = render_overview([segment], [], [], "tok")
+    page = render_overview([segment], {}, [], "tok")
     assert "token=tok" in page and "<script>" not in page
     score = SimpleNamespace(accession="1", body_system="chest", rouge1=0.5, rouge2=0.5, rougeL=0.5,
                             missed_concepts="effusion", over_concepts="")
@@ -55,5 +56,9 @@ def test_each_chart_says_when_its_reference_band_appears() -> None:
                "rougeL": 0.5, "missed_rate": 0.0, "over_rate": 0.0}
     chunk = SimpleNamespace(institution="XIHE", body_system="chest", reference=False, bands="{}", rouge1=0.5,
                             rouge2=0.4, rougeL=0.45, missed_rate=0.0, over_rate=0.0)
-    page = render_overview([segment], [chunk, chunk], [], "", rule)
+    page = render_overview([segment], {("XIHE", "chest"): ChartWindows([chunk, chunk], 0, "")}, [], "", rule)
     assert page.count("<polyline") == 5 and "reference band after 6 more windows" in page
+    # a long-lived segment's chart holds its latest windows; the note and band speak of all of them
+    band = '{"rougeL": [0.3, 0.7], "missed_rate": [0.0, 0.2]}'
+    page = render_overview([segment], {("XIHE", "chest"): ChartWindows([chunk], 6, band)}, [], "", rule)
+    assert "band: mean ± 3 sd of the first 6 windows" in page and page.count("class=band") == 2

@@ -201,3 +201,12 @@ def test_the_guard_refuses_a_faust_it_was_not_verified_on() -> None:
     for other in ("0.11.3", "0.15.2", "0.16.0", "1.0.0"):
         with pytest.raises(StreamsError, match=f"faust-streaming {other} is installed"):
             OffsetGuard(SimpleNamespace(), faust_version=other)
+
+
+def test_the_stop_refuses_a_mode_it_was_not_verified_on() -> None:
+    from streams.faust_version import check_mode_version
+
+    assert check_mode_version()  # the installed one is in the verified range
+    for other in ("0.6.9", "0.8.0", "1.0.0"):
+        with pytest.raises(StreamsError, match=f"mode-streaming {other} is installed"):
+            check_mode_version(other)

@@ -1,5 +1,5 @@
-"""The wire schema of radflow's own topics (streams.records): frozen, versioned, and apart from the
-table schema. A change here is a change every running worker reads: bump SCHEMA_VERSION when a
+"""The wire schema of every record that crosses a topic (ingest.events, streams.records, all
+radflow.wire.WireRecords): frozen, versioned, and apart from the table schema. A change here is a change every running worker reads: bump SCHEMA_VERSION when a
 field is renamed or changes meaning."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import json
 
 import pytest
 
+from ingest.events import DeadLetter, OrderEvent, ReportEvent
 from radflow.errors import StreamsError
+from radflow.wire import WireRecord
 from storage.tables import AlertRow, DraftRow, ScoreRow
 from streams.records import SCHEMA_VERSION, AdapterEvent, AlertRecord, DraftRecord, ScoreRecord
 
@@ -22,6 +24,12 @@ SCHEMA = {
     AlertRecord: ["institution", "body_system", "adapter_version", "chunk", "metric", "value", "low", "high",
                   "created_at"],
     AdapterEvent: ["event", "name", "version", "at"],
+    ReportEvent: ["institution", "accession", "status", "exam", "exam_code", "body_system", "modality", "findings",
+                  "impression", "language", "signer", "message_control_id", "sending_application", "observed_at",
+                  "findings_raw", "impression_raw", "received_at"],
+    OrderEvent: ["institution", "accession", "exam", "exam_code", "body_system", "modality", "order_control",
+                 "message_control_id", "received_at"],
+    DeadLetter: ["raw", "error", "peer", "received_at", "stage"],  # raw crosses as raw_b64
 }
 
 SAMPLES = [
@@ -29,7 +37,35 @@ SAMPLES = [
     ScoreRecord("XIHE", "A1", "chest", "zh", 0.5, 0.25, 0.5, 1, 0, ("nodule",), (), "XIHE/v0001", "F", 2.0),
     AlertRecord("XIHE", "chest", "XIHE/v0001", 7, "rougeL", 0.2, 0.5, 0.7, 3.0),
     AdapterEvent("promoted", "XIHE", "v0001", 4.0),
+    ReportEvent("XIHE", "A1", "F", "CT胸部平扫", "CT001", "chest", "CT", "右肺结节。", "右肺结节", "zh", "Dr", "M1", "RIS",
+                "20260101", "右肺结节。", "右肺结节", 5.0),
+    OrderEvent("XIHE", "A1", "CT胸部平扫", "CT001", "chest", "CT", "NW", "M0", 6.0),
+    DeadLetter(b"MSH|^~\\&|\r\x00", "bad frame", "127.0.0.1:1234", 7.0, "frame"),
 ]
+
+#: JSON as radflow wrote it before every record carried kind and schema_version (still read).
+UNVERSIONED = {
+    ReportEvent: '{"institution": "XIHE", "accession": "A1", "status": "F", "exam": "CT胸部平扫", "exam_code": "CT001", '
+                 '"body_system": "chest", "modality": "CT", "findings": "右肺结节。", "impression": "右肺结节", '
+                 '"language": "zh", "signer": "Dr", "message_control_id": "M1", "sending_application": "RIS", '
+                 '"observed_at": "20260101", "findings_raw": "右肺结节。", "impression_raw": "右肺结节", '
+                 '"received_at": 5.0, "kind": "report"}',
+    OrderEvent: '{"institution": "XIHE", "accession": "A1", "exam": "CT胸部平扫", "exam_code": "CT001", '
+                '"body_system": "chest", "modality": "CT", "order_control": "NW", "message_control_id": "M0", '
+                '"received_at": 6.0, "kind": "order"}',
+    DeadLetter: '{"raw_b64": "TVNIfF5+XCZ8DQA=", "error": "bad frame", "peer": "127.0.0.1:1234", "received_at": 7.0, '
+                '"stage": "frame"}',
+}
+
+
+def test_every_record_that_crosses_a_topic_is_pinned_here() -> None:
+    assert set(WireRecord.__subclasses__()) == set(SCHEMA) == {type(r) for r in SAMPLES}
+
+
+@pytest.mark.parametrize("record", list(UNVERSIONED), ids=lambda r: r.kind)
+def test_json_written_before_versions_is_read(record: type[WireRecord]) -> None:
+    sample = next(s for s in SAMPLES if type(s) is record)
+    assert record.from_json(UNVERSIONED[record]) == sample
 
 
 def test_the_wire_schema_is_what_it_says() -> None:

@@ -1,3 +1,5 @@
+import pytest
+
 from model.scoring.rouge import ZERO, score
 from storage.tables import DraftRow
 from streams import pairing
@@ -20,29 +22,36 @@ def test_rouge_english_stems() -> None:
     assert score("effusions", "effusion").rouge1 > 0.999
 
 
-def _none(institution: str, accession: str):
-    return None
-
-
-SIGNED = pairing.signed_half("A", "1", "左肺下叶炎症。", "F", "chest", "zh")
-DRAFT = {"draft": "左肺下叶炎症。", "adapter_version": "", "guard": ""}
+SIGNED = pairing.SignedHalf("A", "1", "左肺下叶炎症。", "F", "chest", "zh")
+DRAFT = pairing.DraftHalf("左肺下叶炎症。")
 
 
 def test_pair_draft_first_then_signed() -> None:
-    first = pairing.update(None, "A", "1", draft=DRAFT, find_draft=_none, find_signed=_none)
-    assert first.score is None and "draft" in first.entry
-    second = pairing.update(first.entry, "A", "1", signed=SIGNED, find_draft=_none, find_signed=_none)
-    assert second.score is not None and second.score.rougeL > 0.999
+    first = pairing.PendingPair().with_halves(draft=DRAFT)
+    assert not first.complete and "draft" in first.to_dict() and "signed" not in first.to_dict()
+    second = pairing.PendingPair.from_dict(first.to_dict()).with_halves(signed=SIGNED)
+    pair, score = pairing.score(second, 5.0)
+    assert score.rougeL > 0.999 and score.created_at == pair.scored_at == 5.0
+    assert (score.institution, score.accession, score.body_system, score.signed_status) == ("A", "1", "chest", "F")
 
 
 def test_pair_signed_first_then_draft() -> None:
-    first = pairing.update(None, "A", "1", signed=SIGNED, find_draft=_none, find_signed=_none)
-    assert first.score is None
-    assert pairing.update(first.entry, "A", "1", draft=DRAFT, find_draft=_none, find_signed=_none).score is not None
+    first = pairing.PendingPair().with_halves(signed=SIGNED)
+    assert not first.complete
+    assert pairing.PendingPair.from_dict(first.to_dict()).with_halves(draft=DRAFT).complete
 
 
-def test_pair_falls_back_to_storage_when_table_lost_the_half() -> None:
+def test_a_half_from_storage_and_table_entries_written_before_the_types() -> None:
     # After a recovery that stopped short, the table has nothing; storage still has the draft.
-    stored = pairing.draft_half(DraftRow(institution="A", accession="1", draft="左肺下叶炎症。"))
-    result = pairing.update(None, "A", "1", signed=SIGNED, find_draft=lambda i, a: stored, find_signed=_none)
-    assert result.score is not None and result.score.signed_status == "F"
+    stored = pairing.DraftHalf.of(DraftRow(institution="A", accession="1", draft="左肺下叶炎症。"))
+    _pair, score = pairing.score(pairing.PendingPair(signed=SIGNED).with_halves(draft=stored), 1.0)
+    assert score.signed_status == "F"
+    # a table value as the untyped code wrote it (and a field added later) reads back the same
+    old = {"draft": {"draft": "x", "adapter_version": "v1", "guard": ""},
+           "signed": {"institution": "A", "accession": "1", "impression": "y", "status": "C", "body_system": "chest",
+                      "language": "en", "added_later": 1}, "scored_at": 3.0}
+    pair = pairing.PendingPair.from_dict(old)
+    assert pair.complete and pair.draft == pairing.DraftHalf("x", "v1") and pair.signed.status == "C"
+    assert pair.to_dict() == old | {"signed": {k: v for k, v in old["signed"].items() if k != "added_later"}}
+    with pytest.raises(ValueError, match="both halves"):
+        pairing.score(pairing.PendingPair(signed=SIGNED), 1.0)
