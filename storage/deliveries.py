@@ -5,6 +5,10 @@ A sender first claims the draft (``claim_delivery``: one conditional UPDATE, so 
 worklist agent and the sweep or two quality workers, never send one draft at once), then records
 the outcome (``finish_delivery``). A claim whose sender died lapses after its lease; a failure
 is retried after a backoff that doubles.
+
+Which drafts are due is a question of delivery state alone: a draft marked ``signed``
+(storage.pending: its signed report was stored, perhaps while the RIS was down) is delivered like
+any other; only a retracted draft is never sent.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class DeliveryLog:
         with Session(self.engine) as session:
             result: Any = session.execute(
                 update(DraftRow).where(col(DraftRow.institution) == institution, col(DraftRow.accession) == accession,
-                                       col(DraftRow.status) == DraftStatus.DRAFT, col(DraftRow.delivery).in_(OPEN),
+                                       col(DraftRow.status) != DraftStatus.RETRACTED, col(DraftRow.delivery).in_(OPEN),
                                        col(DraftRow.delivery_due) <= now)
                 .values(delivery=SENDING, delivery_due=now + lease, delivery_attempts=DraftRow.delivery_attempts + 1)
             )
@@ -63,7 +67,7 @@ class DeliveryLog:
         with Session(self.engine) as session:
             rows = session.exec(
                 select(DraftRow.institution, DraftRow.accession)
-                .where(col(DraftRow.status) == DraftStatus.DRAFT, col(DraftRow.delivery).in_(OPEN),
+                .where(col(DraftRow.status) != DraftStatus.RETRACTED, col(DraftRow.delivery).in_(OPEN),
                        col(DraftRow.delivery_due) <= now)
                 .order_by(col(DraftRow.created_at)).limit(limit)
             ).all()

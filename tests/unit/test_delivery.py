@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from ingest.outbound import draft_control_id
-from radflow.codes import Delivery
+from radflow.codes import Delivery, DraftStatus
 from storage.repository import Repository
-from storage.tables import DraftRow
+from storage.tables import DraftRow, SignedReportRow
 from streams.agents import worklist as worklist_agent
 from streams.agents.worklist import WorklistDeps, deliver, deliver_one, sweep
 from streams.records import DraftRecord
@@ -88,3 +88,24 @@ async def test_a_claim_whose_sender_died_lapses(repo: Repository) -> None:
     async with fake_ris() as ris:
         assert await sweep(deps_for(repo, ris.port)) == 1
     assert repo.get(DraftRow, "XIHE", "A0").delivery == "AA" and len(ris.received) == 1
+
+
+async def test_a_draft_signed_before_the_ris_took_it_is_still_delivered_once(
+        repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The F is stored while the RIS is down: the draft is marked signed (storage.pending) but was
+    never delivered, so the sweep still sends it; a retracted draft is never sent."""
+    monkeypatch.setattr(worklist_agent, "RETRY_FIRST", 0.0)  # due again at once
+    store(repo, 2)
+    deps = deps_for(repo, free_port())
+    assert await deliver(deps, "XIHE", "A0") == Delivery.FAILED  # nobody listens
+    for accession in ("A0", "A1"):
+        repo.upsert(SignedReportRow(institution="XIHE", accession=accession, status="F", impression="右肺结节。"))
+    repo.retract("XIHE", "A1")
+    assert repo.get(DraftRow, "XIHE", "A0").status == DraftStatus.SIGNED
+    assert repo.undelivered(now=1e18) == [("XIHE", "A0")]
+    async with fake_ris() as ris:
+        deps = deps_for(repo, ris.port)
+        assert await deliver(deps, "XIHE", "A1") is None  # retracted
+        assert await sweep(deps) == 1 and await deliver(deps, "XIHE", "A0") is None
+    assert len(ris.received) == 1 and repo.undelivered(now=1e18) == []
+    assert repo.get(DraftRow, "XIHE", "A0").delivery == "AA" and repo.get(DraftRow, "XIHE", "A1").delivery == ""
