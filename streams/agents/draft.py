@@ -67,13 +67,14 @@ def done_row(event: ReportEvent) -> ProcessedMessageRow:
 
 def already_drafted(repository: Repository, events: list[ReportEvent]) -> set[str]:
     """Keys of the events a replay brings again: the message is done, or the exam's draft was
-    made from the same findings (a re-send without MSH-10). Neither is drafted nor sent again."""
+    made from the same findings (a re-send without MSH-10), whether or not its exam was signed
+    since (storage.pending marks it). Neither is drafted nor sent again; a retracted draft is."""
     done = repository.done(e.message_id for e in events)
     out = set()
     for event in events:
         row = None if event.message_id in done else repository.get(DraftRow, event.institution, event.accession)
         if event.message_id in done or (row is not None and row.findings == event.findings
-                                        and row.status == DraftStatus.DRAFT):
+                                        and row.status != DraftStatus.RETRACTED):
             out.add(event.key)
     return out
 

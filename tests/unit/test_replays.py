@@ -182,3 +182,19 @@ async def test_a_draft_record_after_its_pair_was_scored_from_storage_scores_noth
     assert await score_one(deps, report("F", impression="左肺下叶炎症。", control="F1")) is not None
     assert await score_one(deps, record.to_json()) is None
     assert len(sent.items) == 1 and stats["scored"] == 1 and stats["pairs_unchanged"] == 1
+
+
+async def test_a_preliminary_replayed_after_its_exam_was_signed_is_not_drafted_again(
+        repo: Repository, model_thread: ThreadPoolExecutor) -> None:
+    """The F arrived before the P's replay (a journal replay after a crash): the draft is marked
+    signed (storage.pending), and the P without MSH-10 is still recognised by its findings."""
+    drafter, sent = CountingDrafter(), Sent()
+    deps = DraftDeps(drafter, repo, sent, model_thread, new_stats())
+    p = report("P", "A1", control="")
+    assert await draft_batch(deps, [p]) == 1
+    await score_one(ScoreDeps(repo, {}, Sent(), new_stats()), report("F", impression="左肺下叶炎症。", control="F1"))
+    assert repo.get(DraftRow, "XIHE", "A1").status == "signed"
+    assert await draft_batch(deps, [p]) == 0
+    assert drafter.asked == ["A1"] and len(sent.items) == 1 and repo.get(DraftRow, "XIHE", "A1").status == "signed"
+    repo.retract("XIHE", "A1")  # a cancelled exam ordered again with the same findings is drafted again
+    assert await draft_batch(deps, [p]) == 1 and drafter.asked == ["A1", "A1"]
