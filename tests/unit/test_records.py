@@ -84,6 +84,16 @@ def test_records_round_trip_and_say_their_kind_and_version(record: object) -> No
         record.institution = "other"  # type: ignore[attr-defined,misc]
 
 
+def test_a_message_id_is_derived_from_the_event_and_never_crosses_a_topic() -> None:
+    """storage.processed names an inbound message by institution and MSH-10 (issue #19); it is
+    a property of the event, so the wire schema above stays as it is."""
+    report, order = SAMPLES[4], SAMPLES[5]
+    assert isinstance(report, ReportEvent) and isinstance(order, OrderEvent)
+    assert (report.message_id, order.message_id) == ("XIHE|M1", "XIHE|M0")
+    assert "message_id" not in report.to_dict() and "message_id" not in order.to_dict()
+    assert dataclasses.replace(report, message_control_id="").message_id == ""  # known by its key instead
+
+
 def test_readers_ignore_unknown_fields_and_refuse_another_kind() -> None:
     wire = SAMPLES[0].to_dict() | {"schema_version": SCHEMA_VERSION + 1, "added_later": "x"}
     assert DraftRecord.from_dict(wire) == SAMPLES[0]
