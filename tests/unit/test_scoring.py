@@ -55,3 +55,15 @@ def test_a_half_from_storage_and_table_entries_written_before_the_types() -> Non
     assert pair.to_dict() == old | {"signed": {k: v for k, v in old["signed"].items() if k != "added_later"}}
     with pytest.raises(ValueError, match="both halves"):
         pairing.score(pairing.PendingPair(signed=SIGNED), 1.0)
+
+
+def test_a_scored_pair_knows_its_texts_and_a_replay_is_unchanged() -> None:
+    pair, _score = pairing.score(pairing.PendingPair(DRAFT, SIGNED), 2.0)
+    assert pair.inputs == pairing.inputs_of(DRAFT, SIGNED) == pair.digest and len(pair.inputs) == 32
+    assert pairing.PendingPair.from_dict(pair.to_dict()) == pair and pair.to_dict()["inputs"] == pair.inputs
+    assert pair.unchanged() and pair.with_halves(draft=DRAFT).unchanged()  # the same draft again
+    corrected = pair.with_halves(signed=pairing.SignedHalf("A", "1", "右肺上叶结节。", "C", "chest", "zh"))
+    assert not corrected.unchanged()  # a correction's new text is scored again
+    # a table entry lost: the stored score's inputs tell the same
+    fresh = pairing.PendingPair(DRAFT, SIGNED)
+    assert not fresh.unchanged() and fresh.unchanged(pair.inputs) and not pairing.PendingPair(DRAFT).unchanged(pair.inputs)
