@@ -198,3 +198,20 @@ class AdapterEvalRow(SQLModel, table=True):
     rougeL: float = 0.0
     missed_rate: float = 0.0
     over_rate: float = 0.0
+
+
+class ProcessedMessageRow(SQLModel, table=True):
+    """A journal message (MSH-4|MSH-10) that a stage has finished with: its effects are stored.
+
+    The contract between ingest's journal and the agents (docs/architecture.md, "The journal"):
+    the draft agent marks ``draft`` for a preliminary report with findings once its draft is
+    stored; the score agent marks ``score`` for every other report once the report (and any
+    score it completed) is stored; the order agent marks ``orders``. Written after the effect,
+    so a crash between the two repeats an effect (idempotent) and never loses one.
+    """
+
+    __tablename__ = "processed_messages"
+
+    message_id: str = Field(primary_key=True)
+    stage: str = Field(primary_key=True)
+    processed_at: float = Field(default_factory=time.time)
