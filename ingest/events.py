@@ -49,6 +49,7 @@ class ReportEvent(_JsonEvent):
     impression_raw: str = ""
     received_at: float = 0.0
     kind: str = field(default="report")
+    message_id: str = ""  # the journal's id (MSH-4|MSH-10): agents mark it processed (storage.processed)
 
     @property
     def key(self) -> str:
@@ -74,6 +75,7 @@ class OrderEvent(_JsonEvent):
     message_control_id: str = ""
     received_at: float = 0.0
     kind: str = field(default="order")
+    message_id: str = ""  # as ReportEvent.message_id
 
     @property
     def key(self) -> str:

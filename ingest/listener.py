@@ -1,6 +1,9 @@
 """The ingest pipeline behind the MLLP server: parse, map, clean, produce, then acknowledge.
 
-AA is sent only after the broker acknowledged the produce. Input that cannot be read goes to the
+With a journal (ingest.journal, the default of `radflow serve` and `radflow ingest`), AA is sent
+only once the message is committed and fsync'd there; the forwarder feeds the broker from it. A
+journal that cannot take it (full disk, over its bound) answers AE/CE with an ERR text that says
+so. Without a journal, AA is sent only after the broker acknowledged the produce. Input that cannot be read goes to the
 dead-letter topic with its raw bytes (AE, or AR when rejected); ignored message types are
 acknowledged without being produced. A message seen before (same MSH-4 and MSH-10) and stored
 is acknowledged again but not produced twice. Enhanced acknowledgement mode (MSH-15 present)
@@ -10,6 +13,7 @@ answers CA/CE/CR under the sender's AL/NE/ER/SU condition.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -19,6 +23,7 @@ from ingest.ack import ACCEPT, ERROR, REJECT, build_ack
 from ingest.batch import batch_response, is_batch, split_batch
 from ingest.events import DeadLetter
 from ingest.hl7 import HL7Message, parse
+from ingest.journal import Entry, Journal, JournalError, JournalFull
 from ingest.mapping import DEFAULT_MAPPING, FieldMapping
 from ingest.reports import classify, to_order_event, to_report_event
 from ingest.sink import EventSink
@@ -56,8 +61,11 @@ class Listener:
         mappings: dict[str, FieldMapping] | None = None,
         dedup_window: int = DEFAULT_DEDUP_WINDOW,
         dead_letter_failures: bool = True,
+        journal: Journal | None = None,
     ) -> None:
         self.sink = sink
+        self.journal = journal
+        self._last_journal_warning = 0.0
         self.topics = topics
         self.mappings = mappings or {}
         self.stats = IngestStats()
@@ -117,6 +125,17 @@ class Listener:
         except Exception as exc:  # a mapping bug must not lose the message either
             log.exception("unexpected error reading a message from %s", peer)
             return await self._dead_letter(raw, msg, peer, exc, ERROR, "207")
+        if self.journal is not None:
+            event = dataclasses.replace(event, message_id=message_id(dedup_key, raw))
+            needs = "draft" if getattr(event, "status", "") == "P" and getattr(event, "findings", "") else (
+                "score" if topic == self.topics.reports else "orders")
+            entry = Entry(event.message_id, topic, event.key, event.to_json(), raw, needs, event.institution,
+                          event.accession, time.time())
+            if (refusal := await self._journal(entry)) is not None:
+                return _answer(msg, ERROR, "207", refusal)
+            self._remember(dedup_key)
+            self.stats.accepted += 1
+            return _answer(msg, ACCEPT)
         try:
             await self.sink.publish(topic, event.key, event.to_json())
         except Exception as exc:
@@ -142,6 +161,14 @@ class Listener:
         if not self.dead_letter_failures:
             return _answer(msg, code, error_code, reason)
         letter = DeadLetter(raw=raw, error=reason, peer=peer, received_at=time.time())
+        if self.journal is not None:
+            entry = Entry(message_id(("", ""), raw), self.topics.dead_letter, peer, letter.to_json(), raw,
+                          received_at=letter.received_at)
+            if (refusal := await self._journal(entry)) is not None:
+                return _answer(msg, ERROR, "207", refusal)
+            self.stats.dead_lettered += 1
+            log.info("dead-lettered a message from %s: %s", peer, type(exc).__name__)
+            return _answer(msg, code, error_code, reason)
         try:
             await self.sink.publish(self.topics.dead_letter, peer, letter.to_json())
         except Exception:
@@ -151,6 +178,33 @@ class Listener:
         self.stats.dead_lettered += 1
         log.info("dead-lettered a message from %s: %s", peer, type(exc).__name__)
         return _answer(msg, code, error_code, reason)
+
+
+    async def _journal(self, entry: Entry) -> str | None:
+        """None once ``entry`` is on disk; else the ERR text for the sender (and an ERROR line
+        that says what to do, at most every 10 s; no message content)."""
+        assert self.journal is not None
+        try:
+            await self.journal.append(entry)
+            return None
+        except JournalError as exc:
+            self.stats.errors += 1
+            full = isinstance(exc, JournalFull)
+            if time.monotonic() - self._last_journal_warning > 10:
+                self._last_journal_warning = time.monotonic()
+                log.error("answering AE: %s. %s", exc,
+                          "Downstream is behind or stopped: check the worker and `radflow journal`, or raise "
+                          "RADFLOW_JOURNAL_MAX_BYTES" if full else
+                          f"Free disk space under {self.journal.path.parent} (or fix the file system); senders retry")
+            return "not stored: receiver journal full, retry later" if full else \
+                "not stored: receiver cannot write its journal (disk full?), retry later"
+
+
+def message_id(dedup_key: tuple[str, str], raw: bytes) -> str:
+    """MSH-4|MSH-10, the id a RIS keeps when it re-sends; a digest of the bytes when MSH-10 is empty."""
+    if dedup_key[1]:
+        return f"{dedup_key[0]}|{dedup_key[1]}"
+    return "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
 
 
 def _answer(msg: HL7Message | None, code: str, error_code: str = "", error_text: str = "") -> bytes:

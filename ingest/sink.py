@@ -15,6 +15,9 @@ class EventSink(Protocol):
     async def publish(self, topic: str, key: str, value: bytes) -> None:
         """Return only once the record is durably stored; raise otherwise."""
 
+    async def publish_many(self, records: list[tuple[str, str, bytes]]) -> None:
+        """(topic, key, value) records, sent in order; returns once all are stored, raises otherwise."""
+
 
 class KafkaSink:
     """aiokafka producer with acks=all and no idempotence (the embedded broker lacks it)."""
@@ -49,6 +52,13 @@ class KafkaSink:
         future = await self._producer.send(topic, value, key=key.encode())
         await asyncio.wait_for(future, self.timeout)
 
+    async def publish_many(self, records: list[tuple[str, str, bytes]]) -> None:
+        # one producer keeps one batch in flight per partition, so the order per key is the order sent
+        if self._producer is None:
+            raise BrokerError("sink is not started")
+        futures = [await self._producer.send(topic, value, key=key.encode()) for topic, key, value in records]
+        await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
+
 
 @dataclass
 class ListSink:
@@ -67,3 +77,7 @@ class ListSink:
         if self.fail:
             raise BrokerError("broker unavailable")
         self.records.append((topic, key, value))
+
+    async def publish_many(self, records: list[tuple[str, str, bytes]]) -> None:
+        for record in records:
+            await self.publish(*record)

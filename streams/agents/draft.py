@@ -22,6 +22,7 @@ from ingest.events import ReportEvent
 from model.cases import CaseSource
 from model.drafter import Drafter, DraftRequest
 from radflow.codes import ResultStatus
+from storage.processed import DRAFT, mark_processed
 from storage.repository import Repository
 from streams.agents import Send
 from streams.records import DraftRecord
@@ -58,6 +59,7 @@ def to_draft(values: Iterable[bytes | str], cases: CaseSource | None) -> list[Re
 
 async def draft_batch(deps: DraftDeps, values: Iterable[bytes | str]) -> int:
     """Draft, store and send one batch; returns how many reports were drafted."""
+    values = list(values)
     todo = to_draft(values, deps.cases)
     if not todo:
         return 0
@@ -75,9 +77,16 @@ async def draft_batch(deps: DraftDeps, values: Iterable[bytes | str]) -> int:
         )
         await asyncio.to_thread(deps.repository.upsert, record.to_row())  # stored before it is announced
         await deps.send(event.key, record)
+    # the journal may let go of these messages now (older versions of an exam in the batch too)
+    await asyncio.to_thread(mark_processed, deps.repository, _drafted_ids(values), DRAFT)
     deps.stats["drafted"] += len(todo)
     log.info("drafted %d reports", len(todo))
     return len(todo)
+
+
+def _drafted_ids(values: list[bytes | str]) -> list[str]:
+    events = (ReportEvent.from_dict(json.loads(v)) for v in values)
+    return [e.message_id for e in events if e.status == ResultStatus.PRELIMINARY and e.findings and e.message_id]
 
 
 def draft_agent(app: faust.App, reports: Any, deps: DraftDeps) -> Any:

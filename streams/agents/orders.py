@@ -11,6 +11,7 @@ from typing import Any
 import faust
 
 from ingest.events import OrderEvent
+from storage.processed import ORDERS, mark_processed
 from storage.repository import Repository
 from storage.tables import OrderRow
 from streams.agents import one_at_a_time
@@ -27,8 +28,11 @@ def order_row(order: OrderEvent) -> OrderRow:
 
 
 async def register_one(deps: OrderDeps, value: bytes | str) -> OrderRow:
-    row = order_row(OrderEvent.from_dict(json.loads(value)))
+    order = OrderEvent.from_dict(json.loads(value))
+    row = order_row(order)
     await asyncio.to_thread(deps.repository.upsert, row)
+    if order.message_id:
+        await asyncio.to_thread(mark_processed, deps.repository, [order.message_id], ORDERS)
     return row
 
 

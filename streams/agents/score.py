@@ -17,6 +17,7 @@ import faust
 
 from ingest.events import ReportEvent, pair_key
 from radflow.codes import ResultStatus
+from storage.processed import SCORE, mark_processed
 from storage.repository import Repository
 from storage.tables import DraftRow, SignedReportRow
 from streams import pairing
@@ -58,8 +59,17 @@ class _Storage:
 
 
 async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
-    """Take one report or draft; returns the score when it completed (or re-completed) a pair."""
+    """Take one report or draft; returns the score when it completed (or re-completed) a pair.
+    A report's journal message is marked processed once all it caused is stored."""
     payload = json.loads(value)
+    score = await _score_one(deps, payload)
+    message_id = payload.get("message_id", "") if payload.get("kind") != DraftRecord.kind else ""
+    if message_id:
+        await asyncio.to_thread(mark_processed, deps.repository, [message_id], SCORE)
+    return score
+
+
+async def _score_one(deps: ScoreDeps, payload: dict[str, Any]) -> ScoreRecord | None:
     draft_part = signed_part = None
     if payload.get("kind") == DraftRecord.kind:
         draft = DraftRecord.from_dict(payload)

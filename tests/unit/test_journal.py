@@ -1,0 +1,156 @@
+"""The journal on the acknowledgement path: real SQLite files in a temporary directory, the
+in-memory sink for the broker (the real broker and crashes: tests/integration/test_chaos.py)."""
+
+import asyncio
+import errno
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ingest.events import ReportEvent
+from ingest.forwarder import Forwarder
+from ingest.journal import Entry, Journal, JournalError, read_stats
+from ingest.listener import IngestTopics, Listener
+from ingest.mllp import ack_code
+from ingest.sink import ListSink
+from tests import samples
+
+TOPICS = IngestTopics("t.reports", "t.dlq")
+
+
+def _entry(n: int, needs: str = "score") -> Entry:
+    return Entry(f"X|{n}", "t.reports", f"X|A{n % 3}", b'{"n": %d}' % n, b"raw", needs, "X", f"A{n % 3}", 1.0)
+
+
+async def test_append_commits_concurrent_messages_together_and_in_order(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite", 1 << 20).open()
+    try:
+        seqs = await asyncio.gather(*(journal.append(_entry(n)) for n in range(50)))
+        assert seqs == sorted(seqs) and len(set(seqs)) == 50
+        assert journal.commits < 50  # group commit: one fsync for the messages that arrived together
+        stored = await journal.after(0)
+        assert [e.message_id for e in stored] == [f"X|{n}" for n in range(50)]
+    finally:
+        journal.close()
+    # durable: another connection (another process) sees all of it
+    stats = read_stats(tmp_path / "j.sqlite")
+    assert stats is not None and stats.pending == 50 and stats.bytes > 0
+
+
+async def test_listener_answers_aa_only_once_the_journal_holds_the_message(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite", 1 << 20).open()
+    try:
+        listener = Listener(ListSink(fail=True), TOPICS, journal=journal)  # the broker is down: no matter
+        assert ack_code(await listener.handle(samples.ORU_EN_NARRATIVE, "peer")) == "AA"
+        [entry] = await journal.after(0)
+        assert entry.raw == samples.ORU_EN_NARRATIVE and entry.topic == "t.reports"
+        event = ReportEvent.from_dict(json.loads(entry.value))
+        assert event.message_id == entry.message_id and entry.message_id.endswith("|" + event.message_control_id)
+        assert ack_code(await listener.handle(b"MSH|not hl7 at all", "peer")) in ("AE", "AR")
+        assert [e.topic for e in await journal.after(0)] == ["t.reports", "t.dlq"]  # the dead letter too
+    finally:
+        journal.close()
+
+
+async def test_a_full_disk_answers_ae_and_ce_with_a_reason_never_aa(tmp_path: Path, monkeypatch, caplog) -> None:
+    journal = Journal(tmp_path / "j.sqlite", 1 << 20).open()
+
+    def no_space(conn: sqlite3.Connection, entries: list[Entry]) -> list[int]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Journal, "_insert", staticmethod(no_space))
+    try:
+        listener = Listener(ListSink(), TOPICS, journal=journal)
+        for message, code in ((samples.ORU_EN_NARRATIVE, "AE"), (samples.ORU_ZH_UTF8, "CE")):
+            ack = await listener.handle(message, "peer")
+            assert ack_code(ack) == code and b"disk full" in ack
+        assert "No space left on device" in caplog.text and "Free disk space" in caplog.text
+        assert all(r.levelname == "ERROR" for r in caplog.records if "answering AE" in r.message)
+        assert listener.stats.accepted == 0 and listener.stats.errors == 2
+        monkeypatch.undo()  # space again: the sender's retry is accepted
+        assert ack_code(await listener.handle(samples.ORU_EN_NARRATIVE, "peer")) == "AA"
+    finally:
+        journal.close()
+
+
+async def test_a_journal_over_its_bound_answers_ae_until_entries_are_released(tmp_path: Path, caplog) -> None:
+    journal = Journal(tmp_path / "j.sqlite", 40_000).open()  # a real, tiny bound: ten pages or so
+    try:
+        listener = Listener(ListSink(), TOPICS, journal=journal)
+        codes = []
+        for n in range(200):
+            message = samples.ORU_EN_NARRATIVE.replace(b"|P|2.5", b"|P|2.5").replace(b"MSG", f"M{n:04d}".encode(), 1)
+            codes.append(ack_code(await listener.handle(message, "peer")))
+        assert "AA" in codes and "AE" in codes and codes.index("AE") > codes.count("AA") - 1
+        assert set(codes[codes.index("AE"):]) == {"AE"}  # once full, nothing more is promised
+        assert "journal full" in caplog.text and "RADFLOW_JOURNAL_MAX_BYTES" in caplog.text
+        await journal.release([e.seq for e in await journal.after(0, 1000)])
+        retry = samples.ORU_EN_NARRATIVE.replace(b"MSG", b"AGAIN", 1)
+        assert ack_code(await listener.handle(retry, "peer")) == "AA"
+    finally:
+        journal.close()
+
+
+async def test_forwarder_produces_in_order_and_releases_only_what_storage_says_is_done(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path, 1 << 20).open()
+    for n in range(10):
+        await journal.append(_entry(n, needs="" if n == 9 else "score"))
+    done_ids: set[str] = {"X|0", "X|1"}
+    sink = ListSink()
+    forwarder = Forwarder(journal, sink, lambda cs: [c[0] for c in cs if c[1] in done_ids], release_every=0.05)
+    await forwarder.start()  # the start pass releases what was done already: never produced again
+    try:
+        for _ in range(100):
+            if len(sink.records) == 7:
+                break
+            await asyncio.sleep(0.02)
+        assert [json.loads(v)["n"] for _, _, v in sink.records] == list(range(2, 9)) + [9]
+        done_ids.update({"X|2", "X|3"})
+        await asyncio.sleep(0.2)
+        assert [e.message_id for e in await journal.after(0)] == [f"X|{n}" for n in range(4, 9)]  # 9 needs nothing
+    finally:
+        await forwarder.stop()
+        journal.close()
+    # a restart: what is left is produced again, oldest first
+    journal = Journal(path, 1 << 20).open()
+    again = ListSink()
+    forwarder = Forwarder(journal, again, lambda cs: [])
+    await forwarder.start()
+    try:
+        for _ in range(100):
+            if len(again.records) == 5:
+                break
+            await asyncio.sleep(0.02)
+        assert [json.loads(v)["n"] for _, _, v in again.records] == [4, 5, 6, 7, 8]
+    finally:
+        await forwarder.stop()
+        journal.close()
+
+
+async def test_forwarder_keeps_entries_while_the_broker_is_down(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite", 1 << 20).open()
+    sink = ListSink(fail=True)
+    forwarder = Forwarder(journal, sink, None)
+    await forwarder.start()
+    try:
+        await journal.append(_entry(1))
+        await asyncio.sleep(0.2)
+        assert forwarder.stats.produce_failures >= 1 and sink.records == []
+        sink.fail = False
+        for _ in range(150):
+            if sink.records:
+                break
+            await asyncio.sleep(0.02)
+        assert len(sink.records) == 1 and len(await journal.after(0)) == 1  # kept until done downstream
+    finally:
+        await forwarder.stop()
+        journal.close()
+
+
+def test_unopenable_journal_names_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(JournalError, match="RADFLOW_JOURNAL_PATH"):
+        Journal(tmp_path / "file" / "j.sqlite", 1 << 20).open()
