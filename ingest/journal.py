@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS entries (
     received_at REAL NOT NULL
 )
 """
+_VACUUM_PAGES = 2048  # free pages given back to the disk at a time (8 MiB)
 _COLUMNS = "message_id, topic, key, value, raw, needs, institution, accession, received_at"
 
 
@@ -74,12 +75,13 @@ class Entry:
 class JournalStats:
     path: str
     bytes: int  # the files on disk (database + WAL)
+    live_bytes: int  # the pages in use: what RADFLOW_JOURNAL_MAX_BYTES bounds
     pending: int  # entries not yet done downstream
     oldest_pending_age: float  # seconds since the oldest of them arrived; 0 when none
     max_bytes: int = 0
 
     def to_dict(self) -> dict[str, object]:
-        return {"path": self.path, "bytes": self.bytes, "pending": self.pending,
+        return {"path": self.path, "bytes": self.bytes, "live_bytes": self.live_bytes, "pending": self.pending,
                 "oldest_pending_age_s": round(self.oldest_pending_age, 1), "max_bytes": self.max_bytes}
 
 
@@ -89,6 +91,7 @@ def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # released pages go back to the disk (new files only)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit: an AA survives power loss
         conn.execute(_SCHEMA)
@@ -220,6 +223,8 @@ class Journal:
         assert self._conn is not None
         try:
             self._conn.executemany("DELETE FROM entries WHERE seq = ?", [(s,) for s in seqs])
+            if self._conn.execute("PRAGMA freelist_count").fetchone()[0] > _VACUUM_PAGES:
+                self._conn.execute(f"PRAGMA incremental_vacuum({_VACUUM_PAGES})")
         except sqlite3.Error as exc:  # kept, and tried again at the next pass
             log.warning("could not release %d journal entries (%s)", len(seqs), _reason(exc))
 
@@ -234,7 +239,7 @@ class Journal:
 def _stats_of(conn: sqlite3.Connection, path: Path, max_bytes: int) -> JournalStats:
     pending, oldest = conn.execute("SELECT count(*), min(received_at) FROM entries").fetchone()
     age = max(0.0, time.time() - oldest) if oldest else 0.0
-    return JournalStats(str(path), file_bytes(path), int(pending), age, max_bytes)
+    return JournalStats(str(path), file_bytes(path), Journal._live_bytes(conn), int(pending), age, max_bytes)
 
 
 def read_stats(path: Path, max_bytes: int = 0) -> JournalStats | None:

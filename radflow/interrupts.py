@@ -80,3 +80,12 @@ async def until_exit(process: Any, every: float = 0.5) -> int:
     while process.poll() is None:
         await asyncio.sleep(every)
     return int(process.returncode)
+
+
+async def until_first_exit(processes: dict[str, Any], every: float = 0.5) -> tuple[str, int]:
+    """Waits until one of the named child processes (Popen) exits: its name and return code."""
+    while True:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                return name, int(process.returncode)
+        await asyncio.sleep(every)
