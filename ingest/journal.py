@@ -123,14 +123,16 @@ class Journal:
         return self
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._thread.submit(self._conn.close).result()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._thread.submit(conn.close).result()  # after any commit under way
         self._thread.shutdown(wait=True)
 
     # -- the acknowledgement path ------------------------------------------------------------------
     async def append(self, entry: Entry) -> int:
         """Returns once ``entry`` is committed and fsync'd (its seq); raises JournalError otherwise."""
+        if self._conn is None:
+            raise JournalError("the journal is closed (the listener is stopping)")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append((entry, future))
         if not self._writing:

@@ -81,6 +81,11 @@ async def start_ingest(
         forwarder = Forwarder(journal, sink, done)
         await forwarder.start()
     listener = Listener(sink, topics, mappings, journal=journal)
+    if forwarder is not None:
+        stats = forwarder.stats
+        listener.metrics.counter("radflow_ingest_forwarded_total", "Journal entries produced to the broker, "
+                                 "and released once done downstream.",
+                                 lambda: [({"step": "produced"}, stats.produced), ({"step": "released"}, stats.released)])
     server = MLLPServer(
         listener.handle, host, port, max_frame=max_frame, idle_timeout=idle_timeout, ssl_context=ssl_context
     )

@@ -20,8 +20,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, per_segment=args.per_segment, wait=not args.no_wait)
 
 
-#: A broker that dies sooner than this after its start is not restarted again: something is wrong.
-BROKER_MIN_LIFE = 30.0
+#: A broker that dies this soon after its start, this many times in a row, is not restarted again.
+BROKER_MIN_LIFE, BROKER_QUICK_DEATHS = 30.0, 3
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -37,13 +37,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     interrupts = Interrupts().install()
     try:
         settings = dataclasses.replace(settings, model_path=str(ensure_model(settings)))
+        quick_deaths = 0
         while True:
             started = time.monotonic()
             ended = _serve_once(settings, interrupts)
             if ended is None:
                 return 0
             name, code = ended
-            if name != "broker" or time.monotonic() - started < BROKER_MIN_LIFE:
+            quick_deaths = quick_deaths + 1 if time.monotonic() - started < BROKER_MIN_LIFE else 0
+            if name != "broker" or quick_deaths >= BROKER_QUICK_DEATHS:
                 print(f"radflow: the {name} exited with code {code}; stopping (logs in {settings.home / 'logs'})",
                       file=sys.stderr, flush=True)
                 return 1
