@@ -60,11 +60,11 @@ class Forwarder:
     async def _next(self) -> list:
         """The next entries to produce, waiting for a commit when there are none."""
         while True:
-            entries = await self.journal.after(self.cursor, self.batch)
+            entries = await self.journal.after(self.cursor, self.batch, raw=False)
             if entries:
                 return entries
             self.journal.appended.clear()
-            entries = await self.journal.after(self.cursor, self.batch)  # committed before the clear
+            entries = await self.journal.after(self.cursor, self.batch, raw=False)  # committed before the clear
             if entries:
                 return entries
             try:

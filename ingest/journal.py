@@ -195,13 +195,15 @@ class Journal:
         return int(pages * conn.execute("PRAGMA page_size").fetchone()[0])
 
     # -- the forwarder's side ----------------------------------------------------------------------
-    async def after(self, seq: int, limit: int = 500) -> list[Entry]:
-        """Entries after ``seq``, oldest first."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._after, seq, limit)
+    async def after(self, seq: int, limit: int = 500, raw: bool = True) -> list[Entry]:
+        """Entries after ``seq``, oldest first (``raw=False``: without the HL7 bytes, as the broker
+        needs only the event)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._after, seq, limit, raw)
 
-    def _after(self, seq: int, limit: int) -> list[Entry]:
+    def _after(self, seq: int, limit: int, raw: bool) -> list[Entry]:
         assert self._conn is not None
-        rows = self._conn.execute(f"SELECT {_COLUMNS}, seq FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+        columns = _COLUMNS if raw else _COLUMNS.replace("raw", "x''")
+        rows = self._conn.execute(f"SELECT {columns}, seq FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
                                   (seq, limit)).fetchall()
         return [Entry(*row) for row in rows]
 
