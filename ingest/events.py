@@ -49,7 +49,6 @@ class ReportEvent(_JsonEvent):
     impression_raw: str = ""
     received_at: float = 0.0
     kind: str = field(default="report")
-    message_id: str = ""  # the journal's id (MSH-4|MSH-10): agents mark it processed (storage.processed)
 
     @property
     def key(self) -> str:
@@ -59,6 +58,11 @@ class ReportEvent(_JsonEvent):
     @property
     def signed(self) -> bool:
         return self.status in SIGNED_STATUSES
+
+    @property
+    def message_id(self) -> str:
+        """The inbound message's identity (:func:`message_id`); "" when MSH-10 was empty."""
+        return message_id(self.institution, self.message_control_id)
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,14 @@ class OrderEvent(_JsonEvent):
     message_control_id: str = ""
     received_at: float = 0.0
     kind: str = field(default="order")
-    message_id: str = ""  # as ReportEvent.message_id
 
     @property
     def key(self) -> str:
         return pair_key(self.institution, self.accession)
+
+    @property
+    def message_id(self) -> str:
+        return message_id(self.institution, self.message_control_id)
 
 
 @dataclass(frozen=True)
@@ -111,3 +118,10 @@ class DeadLetter:
 
 def pair_key(institution: str, accession: str) -> str:
     return f"{institution}|{accession}"
+
+
+def message_id(institution: str, control_id: str) -> str:
+    """One inbound message, the same on every re-send: its institution and MSH-10 (a RIS that
+    did not see an ACK sends the message again with the same control id). "" when MSH-10 is
+    empty: such a message is known to storage only by (institution, accession, status)."""
+    return f"{institution}|{control_id}" if control_id else ""

@@ -12,16 +12,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from ingest.journal import Journal
+from ingest.journal import Candidate, Journal
 from ingest.sink import EventSink
 
 log = logging.getLogger(__name__)
 
-#: (seq, message_id, needs, institution, accession) -> the seqs that are done downstream.
-DoneCheck = Callable[[Sequence[tuple[int, str, str, str, str]]], list[int]]
+#: Entries -> the seqs of those done downstream (called on a worker thread).
+DoneCheck = Callable[[Sequence[Candidate]], list[int]]
+
+
+class ProcessedLog(Protocol):
+    """What storage answers (storage.processed.ProcessedLog, part of the Repository)."""
+
+    def done(self, message_ids: Iterable[str]) -> set[str]: ...
+    def done_keys(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], float]: ...
+
+
+def done_in(log_: ProcessedLog) -> DoneCheck:
+    """The contract of docs/architecture.md: an entry is done once the agent that owns its effect
+    recorded its message id; one without MSH-10, once its (institution, accession, status) was
+    processed at or after the entry was journaled."""
+
+    def done(candidates: Sequence[Candidate]) -> list[int]:
+        ids = log_.done(c.message_id for c in candidates if c.message_id)
+        keyed = [c for c in candidates if not c.message_id]
+        times = log_.done_keys((c.institution, c.accession, c.status) for c in keyed) if keyed else {}
+        return [c.seq for c in candidates
+                if c.message_id in ids or (not c.message_id and times.get((c.institution, c.accession, c.status),
+                                                                            -1.0) >= c.received_at)]
+
+    return done
 
 RETRY_SECONDS = 1.0
 CHECK_CHUNK = 2000
@@ -85,7 +109,7 @@ class Forwarder:
                 continue
             self.cursor = entries[-1].seq
             self.stats.produced += len(entries)
-            finished = [e.seq for e in entries if not e.needs]  # dead letters: nothing downstream to wait for
+            finished = [e.seq for e in entries if not e.status]  # dead letters: nothing downstream to wait for
             await self.journal.release(finished)
             self.stats.released += len(finished)
 
@@ -110,7 +134,7 @@ class Forwarder:
             done = await asyncio.to_thread(self.done, candidates)
             await self.journal.release(done)
             released += len(done)
-            after = candidates[-1][0]
+            after = candidates[-1].seq
             if not everything and len(done) < len(candidates) // 2:
                 break  # the rest is newer still; the next pass looks again
         self.stats.released += released

@@ -33,14 +33,14 @@ CREATE TABLE IF NOT EXISTS entries (
     key TEXT NOT NULL,
     value BLOB NOT NULL,
     raw BLOB NOT NULL,
-    needs TEXT NOT NULL,
+    status TEXT NOT NULL,
     institution TEXT NOT NULL,
     accession TEXT NOT NULL,
     received_at REAL NOT NULL
 )
 """
 _VACUUM_PAGES = 2048  # free pages given back to the disk at a time (8 MiB)
-_COLUMNS = "message_id, topic, key, value, raw, needs, institution, accession, received_at"
+_COLUMNS = "message_id, topic, key, value, raw, status, institution, accession, received_at"
 
 
 class JournalError(IngestError):
@@ -55,20 +55,32 @@ class JournalFull(JournalError):
 class Entry:
     """One accepted message: what goes to the broker, and what decides when it is done."""
 
-    message_id: str  # MSH-4|MSH-10 (a digest of the bytes when MSH-10 is empty)
+    message_id: str  # ingest.events.message_id: institution|MSH-10 ("" when MSH-10 is empty)
     topic: str
     key: str
     value: bytes  # the parsed event's JSON, as the broker carries it
     raw: bytes  # the HL7 bytes as received
-    needs: str = ""  # comma-separated stages that must be marked processed (storage.processed); "" none
+    status: str = ""  # OBR-25 (P, F, C, X) or "order": what storage records it under; "" nothing downstream
     institution: str = ""
     accession: str = ""
     received_at: float = 0.0
     seq: int = 0
 
     def row(self) -> tuple[object, ...]:
-        return (self.message_id, self.topic, self.key, self.value, self.raw, self.needs, self.institution,
+        return (self.message_id, self.topic, self.key, self.value, self.raw, self.status, self.institution,
                 self.accession, self.received_at)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What decides whether an entry is done downstream (storage.processed's contract)."""
+
+    seq: int
+    message_id: str
+    status: str
+    institution: str
+    accession: str
+    received_at: float
 
 
 @dataclass(frozen=True)
@@ -207,16 +219,16 @@ class Journal:
                                   (seq, limit)).fetchall()
         return [Entry(*row) for row in rows]
 
-    async def candidates(self, after: int, upto: int | None, limit: int) -> list[tuple[int, str, str, str, str]]:
-        """(seq, message_id, needs, institution, accession) of entries in (after, upto], oldest first."""
+    async def candidates(self, after: int, upto: int | None, limit: int) -> list[Candidate]:
+        """Entries in (after, upto], oldest first, without their payloads."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._candidates, after, upto, limit)
 
-    def _candidates(self, after: int, upto: int | None, limit: int) -> list[tuple[int, str, str, str, str]]:
+    def _candidates(self, after: int, upto: int | None, limit: int) -> list[Candidate]:
         assert self._conn is not None
         rows = self._conn.execute(
-            "SELECT seq, message_id, needs, institution, accession FROM entries WHERE seq > ? AND seq <= ? "
-            "ORDER BY seq LIMIT ?", (after, upto if upto is not None else 2**62, limit)).fetchall()
-        return [tuple(r) for r in rows]
+            "SELECT seq, message_id, status, institution, accession, received_at FROM entries WHERE seq > ? AND "
+            "seq <= ? ORDER BY seq LIMIT ?", (after, upto if upto is not None else 2**62, limit)).fetchall()
+        return [Candidate(*r) for r in rows]
 
     async def release(self, seqs: list[int]) -> None:
         """Forget entries that are done downstream."""

@@ -13,7 +13,6 @@ answers CA/CE/CR under the sender's AL/NE/ER/SU condition.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 
 from ingest.ack import ACCEPT, ERROR, REJECT, build_ack
 from ingest.batch import batch_response, is_batch, split_batch
-from ingest.events import DeadLetter
+from ingest.events import DeadLetter, ReportEvent
 from ingest.hl7 import HL7Message, parse
 from ingest.journal import Entry, Journal, JournalError, JournalFull
 from ingest.mapping import DEFAULT_MAPPING, FieldMapping
@@ -126,10 +125,8 @@ class Listener:
             log.exception("unexpected error reading a message from %s", peer)
             return await self._dead_letter(raw, msg, peer, exc, ERROR, "207")
         if self.journal is not None:
-            event = dataclasses.replace(event, message_id=message_id(dedup_key, raw))
-            needs = "draft" if getattr(event, "status", "") == "P" and getattr(event, "findings", "") else (
-                "score" if topic == self.topics.reports else "orders")
-            entry = Entry(event.message_id, topic, event.key, event.to_json(), raw, needs, event.institution,
+            status = event.status if isinstance(event, ReportEvent) else "order"
+            entry = Entry(event.message_id, topic, event.key, event.to_json(), raw, status, event.institution,
                           event.accession, time.time())
             if (refusal := await self._journal(entry)) is not None:
                 return _answer(msg, ERROR, "207", refusal)
@@ -162,8 +159,7 @@ class Listener:
             return _answer(msg, code, error_code, reason)
         letter = DeadLetter(raw=raw, error=reason, peer=peer, received_at=time.time())
         if self.journal is not None:
-            entry = Entry(message_id(("", ""), raw), self.topics.dead_letter, peer, letter.to_json(), raw,
-                          received_at=letter.received_at)
+            entry = Entry("", self.topics.dead_letter, peer, letter.to_json(), raw, received_at=letter.received_at)
             if (refusal := await self._journal(entry)) is not None:
                 return _answer(msg, ERROR, "207", refusal)
             self.stats.dead_lettered += 1
@@ -198,13 +194,6 @@ class Listener:
                           f"Free disk space under {self.journal.path.parent} (or fix the file system); senders retry")
             return "not stored: receiver journal full, retry later" if full else \
                 "not stored: receiver cannot write its journal (disk full?), retry later"
-
-
-def message_id(dedup_key: tuple[str, str], raw: bytes) -> str:
-    """MSH-4|MSH-10, the id a RIS keeps when it re-sends; a digest of the bytes when MSH-10 is empty."""
-    if dedup_key[1]:
-        return f"{dedup_key[0]}|{dedup_key[1]}"
-    return "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
 
 
 def _answer(msg: HL7Message | None, code: str, error_code: str = "", error_text: str = "") -> bytes:

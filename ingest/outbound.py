@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
 from datetime import UTC, datetime
@@ -13,11 +14,20 @@ DRAFT_METHOD = "RADFLOW^Machine-generated draft, not reviewed^L"
 _counter = itertools.count(1)
 
 
-def draft_oru(institution: str, accession: str, impression: str, model_id: str, charset: str = "UNICODE UTF-8") -> bytes:
+def draft_control_id(institution: str, accession: str, impression: str, created_at: float) -> str:
+    """MSH-10 of a draft's ORU: the same on every send of one draft, so a RIS can tell a re-send
+    (after a lost ACK, or a restart) from a new draft. 20 characters, MSH-10's length in v2.5."""
+    digest = hashlib.sha256(f"{institution}|{accession}|{created_at!r}|{impression}".encode()).hexdigest()
+    return "RFD" + digest[:17].upper()
+
+
+def draft_oru(institution: str, accession: str, impression: str, model_id: str, charset: str = "UNICODE UTF-8",
+              control_id: str = "") -> bytes:
     """OBR-25 = P; the impression in an OBX whose identifier and method (OBX-17) mark it as a
-    machine draft, status P, so no RIS can mistake it for a signed result."""
+    machine draft, status P, so no RIS can mistake it for a signed result. ``control_id``: MSH-10
+    (``draft_control_id``); a fresh one when empty."""
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    control = f"RFD{int(time.time() * 1000)}{next(_counter) % 10000:04d}"
+    control = control_id or f"RFD{int(time.time() * 1000)}{next(_counter) % 10000:04d}"
     segments = [
         segment("MSH", {3: "RADFLOW", 4: "RADFLOW", 5: "RIS", 6: escape(institution), 7: now, 9: "ORU^R01^ORU_R01",
                         10: control, 11: "P", 12: "2.5.1", 18: charset}),

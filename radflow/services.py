@@ -30,14 +30,12 @@ async def start_listener(settings: Settings, port: int | None = None) -> IngestS
     names = TopicNames(settings.topic_prefix)
     journal, done = None, None
     if settings.journal_enabled:
-        from functools import partial
-
+        from ingest.forwarder import done_in
         from ingest.journal import Journal
-        from storage.processed import done_seqs
         from storage.repository import Repository
 
         journal = Journal(settings.resolved_journal_path, settings.journal_max_bytes).open()
-        done = partial(done_seqs, Repository(settings.resolved_database_url))
+        done = done_in(Repository(settings.resolved_database_url))
     return await start_ingest(
         settings.mllp_host,
         settings.mllp_port if port is None else port,

@@ -94,6 +94,10 @@ class Settings:
         default="",
         metadata=_env("WORKLIST_ROUTES", "Where drafts go back as ORU^R01: `INSTITUTION=host:port,*=host:port`. Empty: nowhere."),
     )
+    worklist_sweep: float = field(
+        default=30.0,
+        metadata=_env("WORKLIST_SWEEP", "Seconds between sweeps that send every stored draft the RIS has not acknowledged yet (RIS down, a stop or crash before its ACK); also run when a quality worker starts."),
+    )
     dashboard_port: int = field(
         default=6066, metadata=_env("DASHBOARD_PORT", "Port of the worker's dashboard and web API.")
     )
@@ -179,6 +183,8 @@ class Settings:
             raise SettingsError(f"{_var('drift_first_chunk')} must be 0 (no warm-up) or more, got {self.drift_first_chunk}")
         if self.stop_grace <= 0:
             raise SettingsError(f"{_var('stop_grace')} must be positive, got {self.stop_grace}")
+        if self.worklist_sweep <= 0:
+            raise SettingsError(f"{_var('worklist_sweep')} must be positive, got {self.worklist_sweep}")
         if self.draft_within <= 0:
             raise SettingsError(f"{_var('draft_within')} must be positive, got {self.draft_within}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

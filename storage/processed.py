@@ -1,75 +1,104 @@
-"""Which journal messages are done downstream, from the storage database alone.
+"""The "done downstream" contract between ingest's journal and the worker's agents.
 
-The embedded broker forgets everything when it stops, so "done" is read from durable rows: a
-message is done when every stage it needs has marked it (``processed_messages``) and, for a
-preliminary report, its pair is complete: when the exam's signed report (with an impression) is
-stored and the draft is live, the score must be stored too. That second rule covers a draft whose
-record on the drafts topic died with the broker before the score agent read it: the preliminary
-report stays in the journal, is produced again at the next start, and its draft is sent again.
+An inbound message is *done* once every effect it has downstream is durable in storage: a P's
+draft (or the decision that it needs none), an F or C's signed report and score, an X's
+retraction, an order's row. The agent that owns the effect records the message in
+``processed_messages`` in the same transaction as the effect (or, where the effect spans steps,
+after the last of them; every effect is idempotent, so a replay in between does no harm). The
+journal asks :meth:`ProcessedLog.done` which of its entries it may release, and produces the
+rest again. Worklist deliveries are not part of "done": a draft that is stored but not yet
+delivered is sent by the quality worker's sweep from storage (streams.delivery).
+
+A message is named by ``ingest.events.message_id`` ("institution|MSH-10"). One whose MSH-10
+was empty is recorded under its key (:func:`key_id`), with the time it was last processed,
+and is asked about with :meth:`ProcessedLog.done_keys`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import tuple_
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, delete, select
 
-from radflow.codes import SIGNED_STATUSES, DraftStatus
-from storage.repository import Repository
-from storage.tables import DraftRow, ProcessedMessageRow, ScoreRow, SignedReportRow
+from storage.tables import ProcessedMessageRow
 
-DRAFT, SCORE, ORDERS = "draft", "score", "orders"
-_CHUNK = 400  # ids per IN (...) query: well under SQLite's bound on variables
-
-
-def mark_processed(repository: Repository, message_ids: Iterable[str], stage: str) -> None:
-    """Record that ``stage`` finished these messages (again is fine: a replay marks nothing twice)."""
-    wanted = sorted({m for m in message_ids if m})
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start:start + _CHUNK]
-        for _attempt in range(3):
-            with Session(repository.engine) as session:
-                known = set(session.exec(select(ProcessedMessageRow.message_id).where(
-                    col(ProcessedMessageRow.message_id).in_(chunk), ProcessedMessageRow.stage == stage)).all())
-                session.add_all(ProcessedMessageRow(message_id=m, stage=stage) for m in chunk if m not in known)
-                try:
-                    session.commit()
-                    break
-                except IntegrityError:  # another worker marked one meanwhile; look again
-                    session.rollback()
+#: Ids per IN (...) query: well under SQLite's and PostgreSQL's bound on bound parameters.
+CHUNK = 500
+#: ``status`` of an order (results use OBR-25: P, F, C, X).
+ORDER = "order"
 
 
-def done_seqs(repository: Repository, candidates: Sequence[tuple[int, str, str, str, str]]) -> list[int]:
-    """The seqs of (seq, message_id, needs, institution, accession) whose work is all stored."""
-    out: list[int] = []
-    for start in range(0, len(candidates), _CHUNK):
-        chunk = candidates[start:start + _CHUNK]
-        with Session(repository.engine) as session:
-            marks: set[tuple[str, str]] = {tuple(r) for r in session.exec(  # type: ignore[misc]
-                select(ProcessedMessageRow.message_id, ProcessedMessageRow.stage).where(
-                    col(ProcessedMessageRow.message_id).in_({c[1] for c in chunk}))).all()}
-            exams = {(c[3], c[4]) for c in chunk if DRAFT in c[2].split(",")}
-            unscored = _unscored_pairs(session, exams) if exams else set()
-        for seq, message_id, needs, institution, accession in chunk:
-            stages = [s for s in needs.split(",") if s]
-            if all((message_id, s) in marks for s in stages) and (institution, accession) not in unscored:
-                out.append(seq)
-    return out
+def key_id(institution: str, accession: str, status: str) -> str:
+    """The id under which a message without MSH-10 is recorded."""
+    return f"key:{institution}|{accession}|{status}"
 
 
-def _unscored_pairs(session: Session, exams: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Exams with a live draft and a signed impression but no score (yet)."""
-    keys = list(exams)
-    signed = set(session.exec(select(SignedReportRow.institution, SignedReportRow.accession).where(
-        tuple_(SignedReportRow.institution, SignedReportRow.accession).in_(keys),
-        col(SignedReportRow.status).in_(sorted(SIGNED_STATUSES)), SignedReportRow.impression != "")).all())
-    if not signed:
-        return set()
-    drafted = set(session.exec(select(DraftRow.institution, DraftRow.accession).where(
-        tuple_(DraftRow.institution, DraftRow.accession).in_(list(signed)),
-        DraftRow.status == DraftStatus.DRAFT)).all())
-    scored = set(session.exec(select(ScoreRow.institution, ScoreRow.accession).where(
-        tuple_(ScoreRow.institution, ScoreRow.accession).in_(list(drafted)))).all()) if drafted else set()
-    return {(k[0], k[1]) for k in drafted} - {(k[0], k[1]) for k in scored}
+def processed(message_id: str, institution: str, accession: str, status: str, agent: str) -> ProcessedMessageRow:
+    """The row an agent records; ``message_id`` "" (no MSH-10) records the key instead."""
+    return ProcessedMessageRow(message_id=message_id or key_id(institution, accession, status),
+                               institution=institution, accession=accession, status=status, agent=agent)
+
+
+def record(session: Session, rows: Iterable[ProcessedMessageRow]) -> None:
+    """Add ``rows`` to the caller's transaction: new ids are inserted, known ones get a new time."""
+    for row in rows:
+        current = session.exec(select(ProcessedMessageRow).where(ProcessedMessageRow.message_id == row.message_id)).first()
+        if current is None:
+            session.add(ProcessedMessageRow(**row.model_dump(exclude={"id"})))
+        else:
+            current.processed_at = row.processed_at
+            session.add(current)
+
+
+class ProcessedLog:
+    """Part of ``storage.repository.Repository``: the processed-message log."""
+
+    engine: Engine
+
+    def mark_processed(self, rows: Iterable[ProcessedMessageRow]) -> None:
+        """Record messages whose effects are already durable (or that had none)."""
+        rows = list(rows)
+        if not rows:
+            return
+        with Session(self.engine) as session:
+            record(session, rows)
+            session.commit()
+
+    def done(self, message_ids: Iterable[str]) -> set[str]:
+        """Which of ``message_ids`` (``ingest.events.message_id``) are done downstream."""
+        ids, out = sorted({i for i in message_ids if i}), set[str]()
+        with Session(self.engine) as session:
+            for start in range(0, len(ids), CHUNK):
+                part = ids[start:start + CHUNK]
+                out.update(session.exec(select(ProcessedMessageRow.message_id)
+                                        .where(col(ProcessedMessageRow.message_id).in_(part))).all())
+        return out
+
+    def done_keys(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], float]:
+        """For (institution, accession, status) keys: when a message of that key was last done.
+
+        For messages without MSH-10: the journal releases such an entry when the time returned
+        is at or after the time it journaled the entry."""
+        wanted = {key_id(*k): k for k in keys}
+        ids, out = sorted(wanted), dict[tuple[str, str, str], float]()
+        with Session(self.engine) as session:
+            for start in range(0, len(ids), CHUNK):
+                part = ids[start:start + CHUNK]
+                for message_id, at in session.exec(
+                    select(ProcessedMessageRow.message_id, ProcessedMessageRow.processed_at)
+                    .where(col(ProcessedMessageRow.message_id).in_(part))
+                ).all():
+                    out[wanted[message_id]] = at
+        return out
+
+    def is_processed(self, message_id: str) -> bool:
+        return bool(message_id) and bool(self.done([message_id]))
+
+    def forget_processed(self, before: float) -> int:
+        """Drop records older than ``before`` (the journal has long released them); returns how many."""
+        with Session(self.engine) as session:
+            result: Any = session.exec(delete(ProcessedMessageRow).where(col(ProcessedMessageRow.processed_at) < before))  # type: ignore[call-overload]
+            session.commit()
+            return int(result.rowcount or 0)

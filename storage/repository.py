@@ -6,19 +6,23 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, func, inspect, text
+from sqlalchemy import event, func, inspect, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from model.scoring.aggregate import METRICS, ROUGE, means
 from radflow.codes import SIGNED_STATUSES, DraftStatus, ResultStatus
 from radflow.errors import StorageError
+from storage import processed as processed_log
+from storage.deliveries import DeliveryLog
+from storage.processed import ProcessedLog
 from storage.registry import AdapterRegistry
 from storage.tables import (
     AlertRow,
     DraftRow,
     DriftChunkRow,
     OrderRow,
+    ProcessedMessageRow,
     ScoreRow,
     SignedReportRow,
 )
@@ -26,7 +30,7 @@ from storage.tables import (
 Row = TypeVar("Row", DraftRow, OrderRow, ScoreRow, SignedReportRow)
 
 
-class Repository(AdapterRegistry):
+class Repository(AdapterRegistry, ProcessedLog, DeliveryLog):
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}
@@ -66,10 +70,13 @@ class Repository(AdapterRegistry):
         self.engine.dispose()
 
     # -- writes ---------------------------------------------------------------------------
-    def upsert(self, row: Row) -> Row:
-        """Insert, or update the row with the same (institution, accession)."""
+    def upsert(self, row: Row, processed: list[ProcessedMessageRow] | None = None, keep: tuple[str, ...] = ()) -> Row:
+        """Insert, or update the row with the same (institution, accession); ``processed``: the
+        messages this write completes, recorded in the same transaction (storage.processed);
+        ``keep``: columns an update leaves as they are."""
         model = type(row)
         values = row.model_dump(exclude={"id"})
+        kept = {k: v for k, v in values.items() if k not in keep}
         for _attempt in range(3):
             with Session(self.engine) as session:
                 current = session.exec(
@@ -78,9 +85,10 @@ class Repository(AdapterRegistry):
                 if current is None:
                     current = model(**values)
                 else:
-                    for name, value in values.items():
+                    for name, value in kept.items():
                         setattr(current, name, value)
                 session.add(current)
+                processed_log.record(session, processed or [])
                 try:
                     session.commit()
                 except IntegrityError:
@@ -96,7 +104,7 @@ class Repository(AdapterRegistry):
             session.add(row)
             session.commit()
 
-    def retract(self, institution: str, accession: str) -> None:
+    def retract(self, institution: str, accession: str, processed: list[ProcessedMessageRow] | None = None) -> None:
         """A cancelled exam: its score goes, its draft is marked retracted, the report says X."""
         with Session(self.engine) as session:
             for score in session.exec(
@@ -115,6 +123,7 @@ class Repository(AdapterRegistry):
             ):
                 report.status = ResultStatus.CANCELLED
                 session.add(report)
+            processed_log.record(session, processed or [])
             session.commit()
 
     # -- reads ----------------------------------------------------------------------------
@@ -171,6 +180,29 @@ class Repository(AdapterRegistry):
                 stmt = stmt.where(DriftChunkRow.adapter_version == adapter_version)
             return list(session.exec(stmt.order_by(col(DriftChunkRow.chunk))).all())
 
+    def count_in_drift(self, institution: str, accession: str, chunk: int, closed: list[Any]) -> bool:
+        """Count a score in drift window ``chunk``, with the rows of the window it closes (the
+        chunk, its alerts), in one transaction. False, writing nothing, when the score was
+        counted already or is gone (a cancelled exam): each exam enters drift once."""
+        with Session(self.engine) as session:
+            claimed: Any = session.execute(
+                update(ScoreRow).where(col(ScoreRow.institution) == institution, col(ScoreRow.accession) == accession,
+                                       col(ScoreRow.drift_chunk) < 0).values(drift_chunk=chunk)
+            )
+            if claimed.rowcount != 1:
+                session.rollback()
+                return False
+            session.add_all(closed)
+            session.commit()
+            return True
+
+    def drift_window(self, institution: str, body_system: str, adapter_version: str, chunk: int) -> list[ScoreRow]:
+        """The scores counted in one (open) drift window of a segment."""
+        with Session(self.engine) as session:
+            return list(session.exec(select(ScoreRow).where(
+                ScoreRow.institution == institution, ScoreRow.body_system == body_system,
+                ScoreRow.adapter_version == adapter_version, ScoreRow.drift_chunk == chunk)).all())
+
     def alerts(self, limit: int = 50) -> list[AlertRow]:
         with Session(self.engine) as session:
             return list(session.exec(select(AlertRow).order_by(col(AlertRow.created_at).desc()).limit(limit)).all())
@@ -212,15 +244,18 @@ class Repository(AdapterRegistry):
                     .order_by(col(DraftRow.created_at)).limit(limit))
             return list(session.exec(stmt).all())
 
-    def set_delivery(self, institution: str, accession: str, outcome: str) -> None:
+    def unscored_pairs(self, limit: int = 500) -> list[DraftRow]:
+        """Drafts whose exam is signed with an impression but has no score: a pair whose last
+        half was lost with a broker's memory (issue #19), for the score agent's sweep."""
         with Session(self.engine) as session:
-            row = session.exec(
-                select(DraftRow).where(DraftRow.institution == institution, DraftRow.accession == accession)
-            ).first()
-            if row is not None:
-                row.delivery = outcome
-                session.add(row)
-                session.commit()
+            stmt = (select(DraftRow).join(SignedReportRow, (col(SignedReportRow.institution) == col(DraftRow.institution))
+                                          & (col(SignedReportRow.accession) == col(DraftRow.accession)))
+                    .outerjoin(ScoreRow, (col(ScoreRow.institution) == col(DraftRow.institution))
+                               & (col(ScoreRow.accession) == col(DraftRow.accession)))
+                    .where(col(ScoreRow.id).is_(None), col(DraftRow.status) == DraftStatus.DRAFT,
+                           col(SignedReportRow.status).in_(sorted(SIGNED_STATUSES)), col(SignedReportRow.impression) != "")
+                    .order_by(col(DraftRow.created_at)).limit(limit))
+            return list(session.exec(stmt).all())
 
     def signed_pairs(self, institution: str | None = None, since: float = 0.0,
                      until: float | None = None) -> list[SignedReportRow]:

@@ -3,6 +3,7 @@
 
 import time
 
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 from radflow.codes import AdapterStatus, DraftStatus, ResultStatus
@@ -48,7 +49,10 @@ class DraftRow(SQLModel, table=True):
     template_id: str = ""
     guard: str = ""  # why the text was altered or replaced: "", "empty", "repetition"
     status: str = DraftStatus.DRAFT.value  # RETRACTED once the exam is cancelled (OBR-25 X)
-    delivery: str = ""  # outcome of sending the draft to the RIS worklist: AA, AR, failed, unrouted
+    delivery: str = ""  # sending it to the RIS worklist: "", sending, AA/CA, AR/CR, failed (retried later)
+    delivery_attempts: int = 0
+    delivery_due: float = 0.0  # when it may be sent (again): the end of a claim, or of a failure's backoff
+    delivered_at: float | None = None
     latency_ms: float = 0.0
     created_at: float = Field(default_factory=time.time, index=True)
 
@@ -73,6 +77,8 @@ class ScoreRow(SQLModel, table=True):
     over_concepts: str = ""
     adapter_version: str = ""
     signed_status: str = ResultStatus.FINAL.value
+    inputs: str = ""  # digest of the draft and signed texts scored (streams.pairing.inputs_of): a replay is a no-op
+    drift_chunk: int = -1  # the drift window that counted this score, once it closed; -1: none yet
     created_at: float = Field(default_factory=time.time, index=True)
 
 
@@ -201,17 +207,20 @@ class AdapterEvalRow(SQLModel, table=True):
 
 
 class ProcessedMessageRow(SQLModel, table=True):
-    """A journal message (MSH-4|MSH-10) that a stage has finished with: its effects are stored.
+    """An inbound HL7 message whose effects downstream are durable in storage ("done").
 
-    The contract between ingest's journal and the agents (docs/architecture.md, "The journal"):
-    the draft agent marks ``draft`` for a preliminary report with findings once its draft is
-    stored; the score agent marks ``score`` for every other report once the report (and any
-    score it completed) is stored; the order agent marks ``orders``. Written after the effect,
-    so a crash between the two repeats an effect (idempotent) and never loses one.
+    Written by the agent that owns the message's effect (draft: P; score: F, C, X; orders:
+    orders), in the same transaction as that effect or right after it. The ingest journal asks
+    ``Repository.done`` which of its entries it may release. Contract: docs/architecture.md.
     """
 
     __tablename__ = "processed_messages"
+    __table_args__ = (Index("ix_processed_messages_key", "institution", "accession", "status"),)
 
-    message_id: str = Field(primary_key=True)
-    stage: str = Field(primary_key=True)
-    processed_at: float = Field(default_factory=time.time)
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(unique=True)  # ingest.events.message_id: "institution|MSH-10"
+    institution: str
+    accession: str
+    status: str = ""  # OBR-25 of a result (P, F, C, X), "order" for an order
+    agent: str = ""  # which agent recorded it: draft, score, orders
+    processed_at: float = Field(default_factory=time.time, index=True)

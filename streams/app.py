@@ -24,8 +24,8 @@ from streams.agents.adapters import AdapterDeps, SwappingDrafter, adapter_task
 from streams.agents.draft import DraftDeps, draft_agent
 from streams.agents.drift import DriftDeps, drift_agent
 from streams.agents.orders import OrderDeps, order_agent
-from streams.agents.score import ScoreDeps, score_agent
-from streams.agents.worklist import WorklistDeps, worklist_agent
+from streams.agents.score import ScoreDeps, score_agent, stored_pairs_task
+from streams.agents.worklist import WorklistDeps, sweep_task, worklist_agent
 from streams.dashboard import register_pages
 from streams.offsets import OffsetGuard
 from streams.stats import new_stats
@@ -115,10 +115,14 @@ def _wire_quality(app: faust.App, settings: Settings, names: TopicNames, reposit
     pairs = app.Table("pairs", default=None, partitions=settings.partitions)  # JSON values
     drift_states = app.Table("drift", default=None, partitions=settings.partitions)
     scores = raw_topic(app, names.scores)
-    score_agent(app, raw_topic(app, names.reports, names.drafts),
-                ScoreDeps(repository, pairs, sender(scores), stats))
+    scoring = ScoreDeps(repository, pairs, sender(scores), stats)
+    score_agent(app, raw_topic(app, names.reports, names.drafts), scoring)
+    stored_pairs_task(app, scoring)
     drift_agent(app, scores, DriftDeps(repository, drift_states, sender(raw_topic(app, names.alerts)),
                                        settings.drift_chunk, settings.drift_reference_chunks,
                                        settings.drift_first_chunk))
     order_agent(app, raw_topic(app, names.orders), OrderDeps(repository))
-    worklist_agent(app, drafts, WorklistDeps(WorklistSender(settings.parsed_worklist_routes()), repository, stats))
+    worklist = WorklistDeps(WorklistSender(settings.parsed_worklist_routes()), repository, stats,
+                            sweep_every=settings.worklist_sweep)
+    worklist_agent(app, drafts, worklist)
+    sweep_task(app, worklist)

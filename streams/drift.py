@@ -15,10 +15,11 @@ more, and would widen the band.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.scoring.aggregate import METRICS
+from model.scoring.aggregate import METRICS, observation
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,12 @@ def _band(values: list[float]) -> tuple[float, float]:
     return mean - 3 * sd, mean + 3 * sd
 
 
-def rebuild(chunks: list[Any], chunk_size: int, reference_chunks: int, first_chunk: int = 0) -> DriftMonitor:
-    """A segment's monitor from its stored chunks, when the table lost it (short recovery).
+def rebuild(chunks: list[Any], chunk_size: int, reference_chunks: int, first_chunk: int = 0,
+            open_window: Sequence[Any] = ()) -> DriftMonitor:
+    """A segment's monitor from storage, when the table lost it (short recovery) or lags it.
 
-    The reference period and chunk count come back (warm-up windows count as chunks); the scores
-    of an unfinished chunk do not.
+    The reference period and chunk count come back from the stored chunks (warm-up windows count
+    as chunks); the unfinished chunk from ``open_window``, the scores counted in it.
     """
     monitor = DriftMonitor(chunk_size=chunk_size, reference_chunks=reference_chunks, first_chunk=first_chunk)
     for row in sorted(chunks, key=lambda r: r.chunk):
@@ -109,4 +111,8 @@ def rebuild(chunks: list[Any], chunk_size: int, reference_chunks: int, first_chu
         monitor.chunks = row.chunk + 1
     if len(monitor.reference_means) == reference_chunks:
         monitor.bands = {m: _band([c[m] for c in monitor.reference_means]) for m in METRICS}
+    for score in open_window:
+        for metric, value in observation(score).items():
+            monitor.sums[metric] = monitor.sums.get(metric, 0.0) + value
+        monitor.count += 1
     return monitor

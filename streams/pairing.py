@@ -7,6 +7,8 @@ miss its newest entries. On a miss the half is looked up in storage, where both 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,15 @@ Lookup = Callable[[str, str], dict[str, Any] | None]
 class PairUpdate:
     entry: dict[str, Any]  # the new table value
     score: ScoreRecord | None  # set when the pair is complete and (re)scored
+    inputs: str = ""  # what was scored (inputs_of), set with score
+    unchanged: bool = False  # complete, and already scored from the same texts: a replay
+
+
+def inputs_of(draft: dict[str, Any], signed: dict[str, Any]) -> str:
+    """A digest of what a score depends on: the same pair scored again gives the same score."""
+    parts = [draft["draft"], draft.get("adapter_version", ""), signed["impression"], signed["status"],
+             signed["language"], signed["body_system"]]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
 def draft_half(row: DraftRecord | DraftRow) -> dict[str, Any]:
@@ -59,8 +70,10 @@ def update(
     signed: dict[str, Any] | None = None,
     find_draft: Lookup,
     find_signed: Lookup,
+    scored_inputs: Callable[[str, str], str | None] = lambda _i, _a: None,
 ) -> PairUpdate:
-    """Merge a new half into the pending entry; score when both halves are known."""
+    """Merge a new half into the pending entry; score when both halves are known, unless the
+    pair was already scored from the same texts (the entry, or ``scored_inputs`` from storage, says)."""
     entry = dict(entry or {})
     if draft is not None:
         entry["draft"] = draft
@@ -73,6 +86,10 @@ def update(
     if "draft" not in entry or "signed" not in entry:
         return PairUpdate(entry, None)
     s, d = entry["signed"], entry["draft"]
+    inputs = inputs_of(d, s)
+    if entry.get("inputs") == inputs or scored_inputs(institution, accession) == inputs:
+        entry["inputs"] = inputs
+        return PairUpdate(entry, None, inputs, unchanged=True)
     r = score_pair(d["draft"], s["impression"], s["language"])
     record = ScoreRecord(
         institution=institution, accession=accession, body_system=s["body_system"], language=s["language"],
@@ -80,5 +97,5 @@ def update(
         missed_concepts=r.missed_concepts, over_concepts=r.over_concepts,
         adapter_version=d.get("adapter_version", ""), signed_status=s["status"], created_at=time.time(),
     )
-    entry["scored_at"] = record.created_at
-    return PairUpdate(entry, record)
+    entry["scored_at"], entry["inputs"] = record.created_at, inputs
+    return PairUpdate(entry, record, inputs)

@@ -14,6 +14,8 @@ STAT_KEYS = (
     "halves_from_storage",  # pair halves found in storage because the table lacked them
     "worklist_delivered",  # drafts a RIS accepted
     "worklist_failed",  # drafts a RIS rejected, or could not be reached for
+    "replays_skipped",  # messages or records seen again whose effect storage already holds
+    "worklist_swept",  # stored drafts sent by the delivery sweep (not delivered when made)
 )
 
 Stats = MutableMapping[str, int]

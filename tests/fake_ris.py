@@ -28,9 +28,9 @@ class FakeRIS:
 
 
 @contextlib.asynccontextmanager
-async def fake_ris(codes: Sequence[str] = (ACCEPT,)) -> AsyncIterator[FakeRIS]:
-    """A RIS on a free loopback port answering ``codes`` in turn (the last one repeats; AA by
-    default); an AE or AR carries ERR 207 "busy". Stopped when the block ends."""
+async def fake_ris(codes: Sequence[str] = (ACCEPT,), port: int = 0) -> AsyncIterator[FakeRIS]:
+    """A RIS on a loopback port (a free one by default) answering ``codes`` in turn (the last one
+    repeats; AA by default); an AE or AR carries ERR 207 "busy". Stopped when the block ends."""
     received: list[bytes] = []
 
     async def handle(message: bytes, peer: str) -> bytes:
@@ -40,9 +40,14 @@ async def fake_ris(codes: Sequence[str] = (ACCEPT,)) -> AsyncIterator[FakeRIS]:
             return build_ack(parse(message), code)
         return build_ack(parse(message), code, BUSY_ERROR_CODE, "busy")
 
-    server = MLLPServer(handle, "127.0.0.1", 0)
+    server = MLLPServer(handle, "127.0.0.1", port)
     await server.start()
     try:
         yield FakeRIS(server, received)
     finally:
         await server.stop()
+
+
+def control_ids(messages: Sequence[bytes]) -> list[str]:
+    """MSH-10 of each message a fake RIS received."""
+    return [parse(m).control_id for m in messages]

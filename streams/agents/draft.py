@@ -21,9 +21,10 @@ import faust
 from ingest.events import ReportEvent
 from model.cases import CaseSource
 from model.drafter import Drafter, DraftRequest
-from radflow.codes import ResultStatus
-from storage.processed import DRAFT, mark_processed
+from radflow.codes import DraftStatus, ResultStatus
+from storage.processed import processed
 from storage.repository import Repository
+from storage.tables import DraftRow, ProcessedMessageRow
 from streams.agents import Send
 from streams.records import DraftRecord
 from streams.stats import Stats
@@ -44,23 +45,50 @@ class DraftDeps:
     observe: Callable[[float, int], None] | None = None  # (model seconds, batch size) for /metrics
 
 
-def to_draft(values: Iterable[bytes | str], cases: CaseSource | None) -> list[ReportEvent]:
-    """The reports of a batch that get a draft: preliminary with findings, newest per exam."""
+def read_batch(values: Iterable[bytes | str], cases: CaseSource | None) -> tuple[list[ReportEvent], list[ReportEvent]]:
+    """(every preliminary report of a batch, those that get a draft: with findings, newest per exam)."""
+    preliminary: list[ReportEvent] = []
     latest: dict[str, ReportEvent] = {}
     for value in values:
         event = ReportEvent.from_dict(json.loads(value))
         # Preliminary results get a draft; a signed one without findings has nothing to draft.
-        if event.status == ResultStatus.PRELIMINARY and event.findings:
-            latest[event.key] = event
+        if event.status == ResultStatus.PRELIMINARY:
+            preliminary.append(event)
+            if event.findings:
+                latest[event.key] = event
         elif event.signed and cases is not None:
             cases.add(event.institution, event.accession, event.findings, event.impression)
-    return list(latest.values())
+    return preliminary, list(latest.values())
+
+
+def done_row(event: ReportEvent) -> ProcessedMessageRow:
+    return processed(event.message_id, event.institution, event.accession, event.status, "draft")
+
+
+def already_drafted(repository: Repository, events: list[ReportEvent]) -> set[str]:
+    """Keys of the events a replay brings again: the message is done, or the exam's draft was
+    made from the same findings (a re-send without MSH-10). Neither is drafted nor sent again."""
+    done = repository.done(e.message_id for e in events)
+    out = set()
+    for event in events:
+        row = None if event.message_id in done else repository.get(DraftRow, event.institution, event.accession)
+        if event.message_id in done or (row is not None and row.findings == event.findings
+                                        and row.status == DraftStatus.DRAFT):
+            out.add(event.key)
+    return out
 
 
 async def draft_batch(deps: DraftDeps, values: Iterable[bytes | str]) -> int:
     """Draft, store and send one batch; returns how many reports were drafted."""
-    values = list(values)
-    todo = to_draft(values, deps.cases)
+    preliminary, todo = read_batch(values, deps.cases)
+    if not preliminary:
+        return 0
+    replayed = await asyncio.to_thread(already_drafted, deps.repository, todo)
+    todo = [e for e in todo if e.key not in replayed]
+    drafted = {e.key for e in todo}
+    # the preliminaries with nothing to draft (no findings, a newer P won, a replay) are done as they are
+    await asyncio.to_thread(deps.repository.mark_processed, [done_row(e) for e in preliminary if e.key not in drafted])
+    deps.stats["replays_skipped"] += len(replayed)
     if not todo:
         return 0
     requests = [DraftRequest(e.institution, e.accession, e.findings, e.language) for e in todo]
@@ -75,18 +103,12 @@ async def draft_batch(deps: DraftDeps, values: Iterable[bytes | str]) -> int:
             adapter_version=result.adapter_version, template_id=result.template_id, guard=result.guard,
             latency_ms=result.latency_ms,
         )
-        await asyncio.to_thread(deps.repository.upsert, record.to_row())  # stored before it is announced
+        done = [done_row(e) for e in preliminary if e.key == event.key]  # done with the draft, in its transaction
+        await asyncio.to_thread(deps.repository.upsert, record.to_row(), done)  # stored before it is announced
         await deps.send(event.key, record)
-    # the journal may let go of these messages now (older versions of an exam in the batch too)
-    await asyncio.to_thread(mark_processed, deps.repository, _drafted_ids(values), DRAFT)
     deps.stats["drafted"] += len(todo)
     log.info("drafted %d reports", len(todo))
     return len(todo)
-
-
-def _drafted_ids(values: list[bytes | str]) -> list[str]:
-    events = (ReportEvent.from_dict(json.loads(v)) for v in values)
-    return [e.message_id for e in events if e.status == ResultStatus.PRELIMINARY and e.findings and e.message_id]
 
 
 def draft_agent(app: faust.App, reports: Any, deps: DraftDeps) -> Any:

@@ -37,13 +37,18 @@ class DriftDeps:
     first_chunk: int = 0  # a segment's first windows close sooner (RADFLOW_DRIFT_FIRST_CHUNK)
 
 
+def _from_storage(deps: DriftDeps, score: ScoreRecord) -> drift_rules.DriftMonitor:
+    segment = (score.institution, score.body_system, score.adapter_version)
+    stored = deps.repository.drift_chunks(*segment)
+    window = deps.repository.drift_window(*segment, max((c.chunk + 1 for c in stored), default=0))
+    return drift_rules.rebuild(stored, deps.chunk, deps.reference_chunks, deps.first_chunk, window)
+
+
 async def _monitor(deps: DriftDeps, segment: str, score: ScoreRecord) -> drift_rules.DriftMonitor:
     state = deps.states.get(segment)
     if state is not None:
         return drift_rules.DriftMonitor.from_dict(state)
-    stored = await asyncio.to_thread(deps.repository.drift_chunks, score.institution, score.body_system,
-                                     score.adapter_version)
-    return drift_rules.rebuild(stored, deps.chunk, deps.reference_chunks, deps.first_chunk)
+    return await asyncio.to_thread(_from_storage, deps, score)
 
 
 def chunk_row(score: ScoreRecord, result: drift_rules.ChunkResult) -> DriftChunkRow:
@@ -57,26 +62,33 @@ def chunk_row(score: ScoreRecord, result: drift_rules.ChunkResult) -> DriftChunk
     )
 
 
+def alert_records(score: ScoreRecord, result: drift_rules.ChunkResult) -> list[AlertRecord]:
+    return [AlertRecord(institution=score.institution, body_system=score.body_system,
+                        adapter_version=score.adapter_version, chunk=result.index, metric=metric,
+                        value=value, low=result.bands[metric][0], high=result.bands[metric][1])
+            for metric, value in result.alerts.items()]
+
+
 async def watch_one(deps: DriftDeps, value: bytes | str) -> list[AlertRecord]:
-    """Add one score to its segment's window; returns the alerts a completed window raised."""
+    """Add one score to its segment's window; returns the alerts a completed window raised.
+
+    Storage decides whether a score counts (``Repository.count_in_drift``: each exam once), in
+    the transaction that stores the window it closes. A score seen again (a replay, or a table
+    recovered behind storage) counts nothing, and the segment's state is read again from storage."""
     score = ScoreRecord.from_json(value)
     segment = TopicNames.segment_key(score.institution, score.body_system, score.adapter_version)
     monitor = await _monitor(deps, segment, score)
+    window = monitor.chunks
     result = monitor.add(observation(score))
-    deps.states[segment] = monitor.to_dict()
-    if result is None:
+    alerts = alert_records(score, result) if result is not None else []
+    closed = [chunk_row(score, result), *(a.to_row() for a in alerts)] if result is not None else []
+    if not await asyncio.to_thread(deps.repository.count_in_drift, score.institution, score.accession, window, closed):
+        deps.states[segment] = (await asyncio.to_thread(_from_storage, deps, score)).to_dict()
         return []
-    await asyncio.to_thread(deps.repository.add, chunk_row(score, result))
-    alerts = []
-    for metric, value_ in result.alerts.items():
-        low, high = result.bands[metric]
-        alert = AlertRecord(institution=score.institution, body_system=score.body_system,
-                            adapter_version=score.adapter_version, chunk=result.index, metric=metric,
-                            value=value_, low=low, high=high)
-        await asyncio.to_thread(deps.repository.add, alert.to_row())
+    deps.states[segment] = monitor.to_dict()
+    for alert in alerts:
         await deps.send(segment, alert)
-        log.warning("drift alert: %s of %s chunk %d left its band", metric, segment, result.index)
-        alerts.append(alert)
+        log.warning("drift alert: %s of %s chunk %d left its band", alert.metric, segment, alert.chunk)
     return alerts
 
 

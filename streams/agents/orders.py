@@ -11,7 +11,7 @@ from typing import Any
 import faust
 
 from ingest.events import OrderEvent
-from storage.processed import ORDERS, mark_processed
+from storage.processed import ORDER, processed
 from storage.repository import Repository
 from storage.tables import OrderRow
 from streams.agents import one_at_a_time
@@ -28,11 +28,11 @@ def order_row(order: OrderEvent) -> OrderRow:
 
 
 async def register_one(deps: OrderDeps, value: bytes | str) -> OrderRow:
+    """Upsert the order (a replay writes the same row again), done in the same transaction."""
     order = OrderEvent.from_dict(json.loads(value))
+    done = processed(order.message_id, order.institution, order.accession, ORDER, "orders")
     row = order_row(order)
-    await asyncio.to_thread(deps.repository.upsert, row)
-    if order.message_id:
-        await asyncio.to_thread(mark_processed, deps.repository, [order.message_id], ORDERS)
+    await asyncio.to_thread(deps.repository.upsert, row, [done])
     return row
 
 

@@ -8,7 +8,9 @@ it is looked up in storage (``streams.pairing``). A cancelled exam (OBR-25 X) re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,14 +19,18 @@ import faust
 
 from ingest.events import ReportEvent, pair_key
 from radflow.codes import ResultStatus
-from storage.processed import SCORE, mark_processed
+from storage.processed import processed
 from storage.repository import Repository
-from storage.tables import DraftRow, SignedReportRow
+from storage.tables import DraftRow, ProcessedMessageRow, ScoreRow, SignedReportRow
 from streams import pairing
 from streams.agents import Send, one_at_a_time
 from streams.records import DraftRecord, ScoreRecord
 from streams.stats import Stats
 from streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+#: How often the score agent looks for stored pairs without a score.
+PAIR_SWEEP_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,31 +63,41 @@ class _Storage:
         self.deps.stats["halves_from_storage"] += found
         return pairing.signed_from_row(row) if row and found else None
 
+    def scored_inputs(self, institution: str, accession: str) -> str | None:
+        row = self.deps.repository.get(ScoreRow, institution, accession)
+        return row.inputs if row is not None else None
+
+
+def done_row(event: ReportEvent) -> ProcessedMessageRow:
+    return processed(event.message_id, event.institution, event.accession, event.status, "score")
+
 
 async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
     """Take one report or draft; returns the score when it completed (or re-completed) a pair.
-    A report's journal message is marked processed once all it caused is stored."""
+
+    Replays change nothing: a report already processed (storage.processed) is skipped, and a
+    pair already scored from the same texts is not scored again (a correction's new text is)."""
     payload = json.loads(value)
-    score = await _score_one(deps, payload)
-    message_id = payload.get("message_id", "") if payload.get("kind") != DraftRecord.kind else ""
-    if message_id:
-        await asyncio.to_thread(mark_processed, deps.repository, [message_id], SCORE)
-    return score
-
-
-async def _score_one(deps: ScoreDeps, payload: dict[str, Any]) -> ScoreRecord | None:
     draft_part = signed_part = None
+    done: list[ProcessedMessageRow] = []
     if payload.get("kind") == DraftRecord.kind:
         draft = DraftRecord.from_dict(payload)
         institution, accession = draft.institution, draft.accession
         draft_part = pairing.draft_half(draft)
     else:
         event = ReportEvent.from_dict(payload)
+        if not (event.signed or event.status == ResultStatus.CANCELLED):
+            return None  # a preliminary report is the draft agent's
+        if await asyncio.to_thread(deps.repository.is_processed, event.message_id):
+            deps.stats["replays_skipped"] += 1
+            return None
+        done = [done_row(event)]
         if event.status == ResultStatus.CANCELLED:
             deps.pending.pop(event.key, None)
-            await asyncio.to_thread(deps.repository.retract, event.institution, event.accession)
+            await asyncio.to_thread(deps.repository.retract, event.institution, event.accession, done)
             return None
-        if not event.signed or not event.impression:
+        if not event.impression:
+            await asyncio.to_thread(deps.repository.mark_processed, done)
             return None
         institution, accession = event.institution, event.accession
         await asyncio.to_thread(deps.repository.upsert, signed_row(event))
@@ -89,13 +105,19 @@ async def _score_one(deps: ScoreDeps, payload: dict[str, Any]) -> ScoreRecord | 
     key = pair_key(institution, accession)
     storage = _Storage(deps)
     result = await asyncio.to_thread(pairing.update, deps.pending.get(key), institution, accession,
-                                     draft=draft_part, signed=signed_part,
-                                     find_draft=storage.draft, find_signed=storage.signed)
-    deps.pending[key] = result.entry
+                                     draft=draft_part, signed=signed_part, find_draft=storage.draft,
+                                     find_signed=storage.signed, scored_inputs=storage.scored_inputs)
     if result.score is None:
+        await asyncio.to_thread(deps.repository.mark_processed, done)  # the signed report is stored
+        deps.pending[key] = result.entry
+        deps.stats["replays_skipped"] += result.unchanged
         return None
     score = result.score
-    await asyncio.to_thread(deps.repository.upsert, score.to_row())
+    row = score.to_row()
+    row.inputs = result.inputs
+    # a re-score (a correction) keeps the drift window that counted the exam: each exam counts once
+    await asyncio.to_thread(deps.repository.upsert, row, done, ("drift_chunk",))
+    deps.pending[key] = result.entry  # after storage: an entry that says "scored" is never ahead of it
     deps.stats["scored"] += 1
     await deps.send(TopicNames.segment_key(institution, score.body_system, score.adapter_version), score)
     return score
@@ -103,3 +125,33 @@ async def _score_one(deps: ScoreDeps, payload: dict[str, Any]) -> ScoreRecord | 
 
 def score_agent(app: faust.App, reports_and_drafts: Any, deps: ScoreDeps) -> Any:
     return one_at_a_time(app, reports_and_drafts, "radflow.score", score_one, deps)
+
+
+async def score_stored(deps: ScoreDeps) -> int:
+    """Score the pairs storage holds both halves of but no score: their last half crossed a topic
+    the broker lost (a broker restarted with its memory) after the message was done. Returns how
+    many were scored. Outside a stream, where a Faust table cannot be written: storage answers."""
+    deps, scored = dataclasses.replace(deps, pending={}), 0
+    for row in await asyncio.to_thread(deps.repository.unscored_pairs):
+        draft = DraftRecord(institution=row.institution, accession=row.accession, body_system=row.body_system,
+                            language=row.language, findings=row.findings, draft=row.draft, model_id=row.model_id,
+                            adapter_version=row.adapter_version, template_id=row.template_id, guard=row.guard,
+                            latency_ms=row.latency_ms, created_at=row.created_at)
+        scored += await score_one(deps, draft.to_json()) is not None
+    if scored:
+        log.info("scored %d stored pairs that had no score", scored)
+    return scored
+
+
+def stored_pairs_task(app: faust.App, deps: ScoreDeps) -> Any:
+    """At start, then every PAIR_SWEEP_SECONDS."""
+
+    async def score_stored_pairs() -> None:
+        while not app.should_stop:
+            try:
+                await score_stored(deps)
+            except Exception as exc:  # storage or the broker away for a moment: try again later
+                log.warning("scoring stored pairs failed (%s)", type(exc).__name__)
+            await asyncio.sleep(PAIR_SWEEP_SECONDS)
+
+    return app.task(score_stored_pairs)

@@ -105,3 +105,18 @@ async def test_worker_pipeline_on_postgresql(settings, start_worker, broker, pos
         assert repo.count(DraftRow) == repo.count(SignedReportRow) == len(reports)
     finally:
         repo.close()
+
+
+def test_processed_messages_answer_which_are_done(repo: Repository) -> None:
+    """The journal's question (storage.processed): recorded with an effect, in its transaction."""
+    from storage.processed import processed
+
+    p = processed("XIHE|M1", "XIHE", "A1", "P", "draft")
+    for _ in range(2):  # a replay records the same message again: still one row
+        repo.upsert(DraftRow(institution="XIHE", accession="A1", draft="d"), processed=[p])
+    repo.mark_processed([processed("", "XIHE", "A2", "F", "score")])  # no MSH-10: kept by its key
+    assert repo.done(["XIHE|M1", "XIHE|M2", ""]) == {"XIHE|M1"}
+    assert repo.is_processed("XIHE|M1") and not repo.is_processed("")
+    assert set(repo.done_keys([("XIHE", "A2", "F"), ("XIHE", "A2", "C")])) == {("XIHE", "A2", "F")}
+    assert repo.done([f"XIHE|M{n}" for n in range(1200)]) == {"XIHE|M1"}  # more ids than one IN (...) takes
+    assert repo.forget_processed(before=float("inf")) == 2 and repo.done(["XIHE|M1"]) == set()

@@ -5,6 +5,7 @@ import asyncio
 import errno
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ from tests import samples
 TOPICS = IngestTopics("t.reports", "t.dlq")
 
 
-def _entry(n: int, needs: str = "score") -> Entry:
-    return Entry(f"X|{n}", "t.reports", f"X|A{n % 3}", b'{"n": %d}' % n, b"raw", needs, "X", f"A{n % 3}", 1.0)
+def _entry(n: int, status: str = "F") -> Entry:
+    return Entry(f"X|{n}", "t.reports", f"X|A{n % 3}", b'{"n": %d}' % n, b"raw", status, "X", f"A{n % 3}", 1.0)
 
 
 async def test_append_commits_concurrent_messages_together_and_in_order(tmp_path: Path) -> None:
@@ -97,10 +98,10 @@ async def test_forwarder_produces_in_order_and_releases_only_what_storage_says_i
     path = tmp_path / "j.sqlite"
     journal = Journal(path, 1 << 20).open()
     for n in range(10):
-        await journal.append(_entry(n, needs="" if n == 9 else "score"))
+        await journal.append(_entry(n, status="" if n == 9 else "F"))
     done_ids: set[str] = {"X|0", "X|1"}
     sink = ListSink()
-    forwarder = Forwarder(journal, sink, lambda cs: [c[0] for c in cs if c[1] in done_ids], release_every=0.05)
+    forwarder = Forwarder(journal, sink, lambda cs: [c.seq for c in cs if c.message_id in done_ids], release_every=0.05)
     await forwarder.start()  # the start pass releases what was done already: never produced again
     try:
         for _ in range(100):
@@ -154,3 +155,23 @@ def test_unopenable_journal_names_the_setting(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(JournalError, match="RADFLOW_JOURNAL_PATH"):
         Journal(tmp_path / "file" / "j.sqlite", 1 << 20).open()
+
+
+def test_done_is_read_from_the_processed_log_in_storage(tmp_path: Path) -> None:
+    """The contract with the agents (storage.processed): a recorded message id, or for a message
+    without MSH-10 its (institution, accession, status) recorded at or after it was journaled."""
+    from ingest.forwarder import done_in
+    from ingest.journal import Candidate
+    from storage.processed import processed
+    from storage.repository import Repository
+
+    repo = Repository(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    before = time.time() - 60
+    candidates = [Candidate(1, "X|P1", "P", "X", "A1", before), Candidate(2, "X|F1", "F", "X", "A1", before),
+                  Candidate(3, "", "F", "X", "A2", before), Candidate(4, "", "F", "X", "A3", time.time() + 60)]
+    done = done_in(repo)
+    assert done(candidates) == []
+    repo.mark_processed([processed("X|P1", "X", "A1", "P", "draft"), processed("", "X", "A2", "F", "score"),
+                         processed("", "X", "A3", "F", "score")])
+    assert done(candidates) == [1, 3]  # A3 was processed before this entry of it arrived: not its turn yet
+    repo.close()
