@@ -57,6 +57,7 @@ lint: $(STAMP)  ## ruff and mypy on the packages
 
 bench: $(STAMP)  ## benchmarks: tables and ratios measured in one run
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/score.py
 	@model=$${RADFLOW_HOME:-.radflow}/models/smollm2-135m; \
 	if [ -f $$model/config.json ]; then $(BIN)/python bench/cpu_model.py --model $$model; \
