@@ -124,21 +124,11 @@ class Listener:
         except Exception as exc:  # a mapping bug must not lose the message either
             log.exception("unexpected error reading a message from %s", peer)
             return await self._dead_letter(raw, msg, peer, exc, ERROR, "207")
-        if self.journal is not None:
-            status = event.status if isinstance(event, ReportEvent) else "order"
-            entry = Entry(event.message_id, topic, event.key, event.to_json(), raw, status, event.institution,
-                          event.accession, time.time())
-            if (refusal := await self._journal(entry)) is not None:
-                return _answer(msg, ERROR, "207", refusal)
-            self._remember(dedup_key)
-            self.stats.accepted += 1
-            return _answer(msg, ACCEPT)
-        try:
-            await self.sink.publish(topic, event.key, event.to_json())
-        except Exception as exc:
-            self.stats.errors += 1
-            log.warning("produce failed, answering AE: %s", type(exc).__name__)
-            return _answer(msg, ERROR, "207", "not stored: broker unavailable, retry later")
+        status = event.status if isinstance(event, ReportEvent) else "order"
+        refusal = await self._store(Entry(event.message_id, topic, event.key, event.to_json(), raw, status,
+                                          event.institution, event.accession, time.time()))
+        if refusal is not None:
+            return _answer(msg, ERROR, "207", refusal)
         self._remember(dedup_key)
         self.stats.accepted += 1
         return _answer(msg, ACCEPT)
@@ -158,23 +148,26 @@ class Listener:
         if not self.dead_letter_failures:
             return _answer(msg, code, error_code, reason)
         letter = DeadLetter(raw=raw, error=reason, peer=peer, received_at=time.time())
-        if self.journal is not None:
-            entry = Entry("", self.topics.dead_letter, peer, letter.to_json(), raw, received_at=letter.received_at)
-            if (refusal := await self._journal(entry)) is not None:
-                return _answer(msg, ERROR, "207", refusal)
-            self.stats.dead_lettered += 1
-            log.info("dead-lettered a message from %s: %s", peer, type(exc).__name__)
-            return _answer(msg, code, error_code, reason)
-        try:
-            await self.sink.publish(self.topics.dead_letter, peer, letter.to_json())
-        except Exception:
-            self.stats.errors += 1
-            log.warning("dead-letter produce failed; answering AE so the sender retries")
-            return _answer(msg, ERROR, "207", "not stored: broker unavailable, retry later")
+        refusal = await self._store(Entry("", self.topics.dead_letter, peer, letter.to_json(), raw,
+                                          received_at=letter.received_at))  # status "": nothing downstream waits
+        if refusal is not None:
+            return _answer(msg, ERROR, "207", refusal)
         self.stats.dead_lettered += 1
         log.info("dead-lettered a message from %s: %s", peer, type(exc).__name__)
         return _answer(msg, code, error_code, reason)
 
+    async def _store(self, entry: Entry) -> str | None:
+        """None once ``entry`` is stored (in the journal; without one, in the broker), else the
+        ERR text for the sender."""
+        if self.journal is not None:
+            return await self._journal(entry)
+        try:
+            await self.sink.publish(entry.topic, entry.key, entry.value)
+            return None
+        except Exception as exc:
+            self.stats.errors += 1
+            log.warning("produce failed, answering AE: %s", type(exc).__name__)
+            return "not stored: broker unavailable, retry later"
 
     async def _journal(self, entry: Entry) -> str | None:
         """None once ``entry`` is on disk; else the ERR text for the sender (and an ERROR line

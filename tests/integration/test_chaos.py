@@ -266,6 +266,11 @@ async def _check(serve: Serve, shares: list[list[Sent]], home: Path, ris_receive
     assert stored(DraftRow) == drafted_exams
     assert stored(ScoreRow) == drafted_exams & signed_exams
     assert journal is not None and journal.pending == 0, serve.output()[-3000:]  # everything released
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{serve.env['RADFLOW_DASHBOARD_PORT']}/api/stats", timeout=5) as r:
+        assert json.loads(r.read())["journal"]["pending"] == 0  # the worker shows the listener's journal
     with repo.engine.connect() as connection:  # the correction came last on its key, and stayed last
         from sqlalchemy import text
 

@@ -2,6 +2,7 @@
 in-memory sink for the broker (the real broker and crashes: tests/integration/test_chaos.py)."""
 
 import asyncio
+import dataclasses
 import errno
 import json
 import sqlite3
@@ -175,3 +176,32 @@ def test_done_is_read_from_the_processed_log_in_storage(tmp_path: Path) -> None:
                          processed("", "X", "A3", "F", "score")])
     assert done(candidates) == [1, 3]  # A3 was processed before this entry of it arrived: not its turn yet
     repo.close()
+
+
+async def test_radflow_journal_and_the_dashboard_show_size_pending_and_age(tmp_path: Path, capsys) -> None:
+    import argparse
+
+    from radflow.cli.journal import cmd_journal
+    from radflow.settings import Settings
+    from streams.dashboard import journal_figures
+    from streams.pages import journal_line
+
+    settings = Settings(home=tmp_path, journal_max_bytes=1 << 20)
+    assert cmd_journal(settings, argparse.Namespace(json=False)) == 1  # none yet: says where it would be
+    assert "no journal at" in capsys.readouterr().out
+    journal = Journal(settings.resolved_journal_path, settings.journal_max_bytes).open()
+    try:
+        for n in range(3):
+            await journal.append(dataclasses.replace(_entry(n), received_at=time.time() - 120))
+        assert cmd_journal(settings, argparse.Namespace(json=True)) == 0  # read-only, beside the writer
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["pending"] == 3 and shown["oldest_pending_age_s"] >= 119 and shown["bytes"] > 0
+        assert cmd_journal(settings, argparse.Namespace(json=False)) == 0
+        assert "pending   3 acknowledged messages" in capsys.readouterr().out
+        figures = journal_figures(settings)
+        assert figures is not None and figures["pending"] == 3
+        assert "<b>3</b> acknowledged messages not yet done downstream" in journal_line(figures)
+    finally:
+        journal.close()
+    off = Settings(home=tmp_path, journal_path="off")
+    assert journal_figures(off) is None and "off" in journal_line(None)
