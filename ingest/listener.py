@@ -1,13 +1,13 @@
-"""The ingest pipeline behind the MLLP server: parse, map, clean, produce, then acknowledge.
+"""The ingest pipeline behind the MLLP server: parse, map, clean, store, then acknowledge.
 
 With a journal (ingest.journal, the default of `radflow serve` and `radflow ingest`), AA is sent
 only once the message is committed and fsync'd there; the forwarder feeds the broker from it. A
 journal that cannot take it (full disk, over its bound) answers AE/CE with an ERR text that says
-so. Without a journal, AA is sent only after the broker acknowledged the produce. Input that cannot be read goes to the
-dead-letter topic with its raw bytes (AE, or AR when rejected); ignored message types are
-acknowledged without being produced. A message seen before (same MSH-4 and MSH-10) and stored
-is acknowledged again but not produced twice. Enhanced acknowledgement mode (MSH-15 present)
-answers CA/CE/CR under the sender's AL/NE/ER/SU condition.
+so. Without a journal, AA is sent only after the broker acknowledged the produce. Input that
+cannot be read goes to the dead-letter topic with its raw bytes (AE, or AR when rejected);
+ignored message types are acknowledged without being stored. A message seen before (same MSH-4
+and MSH-10) and stored is acknowledged again but not stored twice. Enhanced acknowledgement mode
+(MSH-15 present) answers CA/CE/CR under the sender's AL/NE/ER/SU condition.
 """
 
 from __future__ import annotations
