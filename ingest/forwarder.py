@@ -72,7 +72,15 @@ class Forwarder:
         await self.release_done(everything=True)  # what an earlier run finished needs no second send
         self._tasks = [asyncio.ensure_future(self._forward()), asyncio.ensure_future(self._release_loop())]
 
-    async def stop(self) -> None:
+    async def stop(self, drain: float = 5.0) -> None:
+        """Hands the broker what is not produced yet (at most ``drain`` seconds, and not once a
+        produce fails: the journal keeps it for the next start), then stops."""
+        loop = asyncio.get_running_loop()
+        deadline, failures = loop.time() + drain, self.stats.produce_failures
+        last = await self.journal.last_seq()
+        while (self.cursor < last and loop.time() < deadline and self.stats.produce_failures == failures
+               and self._tasks and not self._tasks[0].done()):
+            await asyncio.sleep(0.02)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

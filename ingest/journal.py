@@ -230,6 +230,14 @@ class Journal:
             "seq <= ? ORDER BY seq LIMIT ?", (after, upto if upto is not None else 2**62, limit)).fetchall()
         return [Candidate(*r) for r in rows]
 
+    async def last_seq(self) -> int:
+        """The newest entry's seq (0 when empty)."""
+        def last() -> int:
+            assert self._conn is not None
+            return int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0])
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, last)
+
     async def release(self, seqs: list[int]) -> None:
         """Forget entries that are done downstream."""
         if seqs:

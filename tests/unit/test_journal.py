@@ -205,3 +205,21 @@ async def test_radflow_journal_and_the_dashboard_show_size_pending_and_age(tmp_p
         journal.close()
     off = Settings(home=tmp_path, journal_path="off")
     assert journal_figures(off) is None and "off" in journal_line(None)
+
+
+async def test_an_orderly_stop_hands_the_broker_what_it_has_not_produced(tmp_path: Path) -> None:
+    class SlowSink(ListSink):  # a broker round trip of 50 ms
+        async def publish_many(self, records: list[tuple[str, str, bytes]]) -> None:
+            await asyncio.sleep(0.05)
+            await super().publish_many(records)
+
+    journal = Journal(tmp_path / "j.sqlite", 1 << 20).open()
+    sink = SlowSink()
+    forwarder = Forwarder(journal, sink, None, batch=5)
+    await forwarder.start()
+    try:
+        await asyncio.gather(*(journal.append(_entry(n)) for n in range(20)))
+    finally:
+        await forwarder.stop()  # at once, as `radflow ingest` does on SIGTERM after its last ACK
+        journal.close()
+    assert [json.loads(v)["n"] for _, _, v in sink.records] == list(range(20))
