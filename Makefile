@@ -59,6 +59,7 @@ bench: $(STAMP)  ## benchmarks: tables and ratios measured in one run
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/score.py
+	$(BIN)/python bench/effects.py
 	@model=$${RADFLOW_HOME:-.radflow}/models/smollm2-135m; \
 	if [ -f $$model/config.json ]; then $(BIN)/python bench/cpu_model.py --model $$model; \
 	else echo "bench/cpu_model.py skipped: no $$model (run: radflow model pull smollm2-135m)"; fi

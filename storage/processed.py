@@ -20,8 +20,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
+from radflow.errors import StorageError
 from storage.tables import ProcessedMessageRow
 
 #: Ids per IN (...) query: well under SQLite's and PostgreSQL's bound on bound parameters.
@@ -60,11 +62,17 @@ class ProcessedLog:
     def mark_processed(self, rows: Iterable[ProcessedMessageRow]) -> None:
         """Record messages whose effects are already durable (or that had none)."""
         rows = list(rows)
-        if not rows:
-            return
-        with Session(self.engine) as session:
-            record(session, rows)
-            session.commit()
+        for _attempt in range(3):
+            if not rows:
+                return
+            with Session(self.engine) as session:
+                record(session, rows)
+                try:
+                    session.commit()
+                    return
+                except IntegrityError:  # another worker recorded one of them first: now it is known
+                    session.rollback()
+        raise StorageError("could not record processed messages after 3 attempts")
 
     def done(self, message_ids: Iterable[str]) -> set[str]:
         """Which of ``message_ids`` (``ingest.events.message_id``) are done downstream."""

@@ -15,6 +15,7 @@ STAT_KEYS = (
     "worklist_delivered",  # drafts a RIS accepted
     "worklist_failed",  # drafts a RIS rejected, or could not be reached for
     "replays_skipped",  # messages or records seen again whose effect storage already holds
+    "pairs_unchanged",  # pairs completed again from the same texts (e.g. the draft record after storage paired it): not re-scored
     "worklist_swept",  # stored drafts sent by the delivery sweep (not delivered when made)
 )
 

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,11 @@ from streams.stats import Stats
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
-#: How often the score agent looks for stored pairs without a score.
+#: How often the score agent looks for stored pairs without a score (and prunes processed messages).
 PAIR_SWEEP_SECONDS = 60.0
+#: How long a processed message is remembered: long after the journal released it and a RIS
+#: re-sent it (minutes); a replay after that is still a no-op, only slower (storage compares texts).
+PROCESSED_KEEP_SECONDS = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -86,12 +90,15 @@ async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
         draft_part = pairing.draft_half(draft)
     else:
         event = ReportEvent.from_dict(payload)
-        if not (event.signed or event.status == ResultStatus.CANCELLED):
-            return None  # a preliminary report is the draft agent's
+        if event.status == ResultStatus.PRELIMINARY:
+            return None  # the draft agent's
         if await asyncio.to_thread(deps.repository.is_processed, event.message_id):
             deps.stats["replays_skipped"] += 1
             return None
         done = [done_row(event)]
+        if not (event.signed or event.status == ResultStatus.CANCELLED):  # e.g. OBR-25 I or S: nothing to do
+            await asyncio.to_thread(deps.repository.mark_processed, done)
+            return None
         if event.status == ResultStatus.CANCELLED:
             deps.pending.pop(event.key, None)
             await asyncio.to_thread(deps.repository.retract, event.institution, event.accession, done)
@@ -110,7 +117,7 @@ async def score_one(deps: ScoreDeps, value: bytes | str) -> ScoreRecord | None:
     if result.score is None:
         await asyncio.to_thread(deps.repository.mark_processed, done)  # the signed report is stored
         deps.pending[key] = result.entry
-        deps.stats["replays_skipped"] += result.unchanged
+        deps.stats["pairs_unchanged"] += result.unchanged
         return None
     score = result.score
     row = score.to_row()
@@ -150,6 +157,7 @@ def stored_pairs_task(app: faust.App, deps: ScoreDeps) -> Any:
         while not app.should_stop:
             try:
                 await score_stored(deps)
+                await asyncio.to_thread(deps.repository.forget_processed, time.time() - PROCESSED_KEEP_SECONDS)
             except Exception as exc:  # storage or the broker away for a moment: try again later
                 log.warning("scoring stored pairs failed (%s)", type(exc).__name__)
             await asyncio.sleep(PAIR_SWEEP_SECONDS)

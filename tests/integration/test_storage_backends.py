@@ -120,3 +120,42 @@ def test_processed_messages_answer_which_are_done(repo: Repository) -> None:
     assert set(repo.done_keys([("XIHE", "A2", "F"), ("XIHE", "A2", "C")])) == {("XIHE", "A2", "F")}
     assert repo.done([f"XIHE|M{n}" for n in range(1200)]) == {"XIHE|M1"}  # more ids than one IN (...) takes
     assert repo.forget_processed(before=float("inf")) == 2 and repo.done(["XIHE|M1"]) == set()
+
+
+async def test_replays_change_nothing_on_either_backend(repo: Repository) -> None:
+    """The agents' writes on a replay (issue #19): no-ops on SQLite and PostgreSQL alike."""
+    import time
+
+    from ingest.events import ReportEvent
+    from streams.agents.score import ScoreDeps, score_one, score_stored
+    from streams.records import DraftRecord
+
+    sent: list[object] = []
+
+    async def send(key: str, record: object) -> None:
+        sent.append(record)
+
+    deps = ScoreDeps(repo, {}, send, {"scored": 0, "replays_skipped": 0, "halves_from_storage": 0})
+    draft = DraftRecord(institution="XIHE", accession="A1", body_system="chest", language="zh", findings="f",
+                        draft="右肺结节。", model_id="m")
+    repo.upsert(draft.to_row())
+    final = ReportEvent(institution="XIHE", accession="A1", status="F", exam="CT", exam_code="CT", body_system="chest",
+                        modality="CT", findings="f", impression="右肺结节。", language="zh", message_control_id="F1",
+                        received_at=time.time()).to_json()
+    for value in (final, final, draft.to_json()):
+        await score_one(deps, value)
+    assert len(sent) == 1 and repo.count(ScoreRow) == 1 and repo.is_processed("XIHE|F1")
+    assert await score_stored(deps) == 0  # scored: nothing for the sweep
+    # drift: the first claim of a score counts it, a replay's does not
+    assert repo.count_in_drift("XIHE", "A1", 0, []) and not repo.count_in_drift("XIHE", "A1", 0, [])
+    assert [s.accession for s in repo.drift_window("XIHE", "chest", "", 0)] == ["A1"]
+    # delivery: one claim at a time; a delivered draft is never claimed again
+    claimed = repo.claim_delivery("XIHE", "A1", now=time.time(), lease=60)
+    assert claimed is not None and repo.claim_delivery("XIHE", "A1", now=time.time(), lease=60) is None
+    repo.finish_delivery(claimed.id, "AA", time.time(), 0.0)
+    assert repo.claim_delivery("XIHE", "A1", now=time.time() + 3600, lease=60) is None and repo.undelivered(time.time()) == []
+    # a signed pair with no score is found by the sweep's query
+    repo.upsert(DraftRow(institution="XIHE", accession="A2", draft="d", body_system="chest", language="zh"))
+    repo.upsert(SignedReportRow(institution="XIHE", accession="A2", status="C", impression="d", body_system="chest",
+                                language="zh"))
+    assert [d.accession for d in repo.unscored_pairs()] == ["A2"]

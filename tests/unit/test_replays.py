@@ -162,3 +162,23 @@ async def test_a_pair_whose_draft_record_was_lost_is_scored_from_storage(repo: R
                                 body_system="chest", language="zh"))
     assert await score_stored(deps) == 1 and await score_stored(deps) == 0
     assert repo.get(ScoreRow, "XIHE", "A3").rougeL == pytest.approx(1.0, abs=1e-6) and "XIHE|A3" not in pending
+
+
+async def test_a_result_of_another_status_is_done_when_read(repo: Repository) -> None:
+    deps = ScoreDeps(repo, {}, Sent(), new_stats())
+    assert await score_one(deps, report("I", control="I1")) is None and repo.is_processed("XIHE|I1")
+    assert await score_one(deps, report("P", control="P1")) is None and not repo.is_processed("XIHE|P1")  # the drafter's
+
+
+async def test_a_draft_record_after_its_pair_was_scored_from_storage_scores_nothing(repo: Repository) -> None:
+    """The usual order in a busy worker: the draft is stored before its record crosses the drafts
+    topic, so the F pairs with it from storage; the record, read later, changes nothing (it used
+    to score the pair again and count it twice in its drift window)."""
+    sent, stats = Sent(), new_stats()
+    deps = ScoreDeps(repo, {}, sent, stats)
+    record = DraftRecord(institution="XIHE", accession="A1", body_system="chest", language="zh", findings=FINDINGS,
+                         draft="左肺下叶炎症。", model_id="echo")
+    repo.upsert(record.to_row())
+    assert await score_one(deps, report("F", impression="左肺下叶炎症。", control="F1")) is not None
+    assert await score_one(deps, record.to_json()) is None
+    assert len(sent.items) == 1 and stats["scored"] == 1 and stats["pairs_unchanged"] == 1
