@@ -82,15 +82,32 @@ async def start_ingest(
         await forwarder.start()
     listener = Listener(sink, topics, mappings, journal=journal)
     if forwarder is not None:
-        stats = forwarder.stats
-        listener.metrics.counter("radflow_ingest_forwarded_total", "Journal entries produced to the broker, "
-                                 "and released once done downstream.",
-                                 lambda: [({"step": "produced"}, stats.produced), ({"step": "released"}, stats.released)])
+        _journal_metrics(listener, forwarder)
     server = MLLPServer(
         listener.handle, host, port, max_frame=max_frame, idle_timeout=idle_timeout, ssl_context=ssl_context
     )
     await server.start()
     return IngestService(server, listener, sink, forwarder=forwarder)
+
+
+def _journal_metrics(listener: Listener, forwarder: Forwarder) -> None:
+    """The journal on /metrics: entries produced and released, and what it holds (read on scrape)."""
+    from ingest.journal import read_stats
+
+    stats, journal = forwarder.stats, forwarder.journal
+
+    def held() -> list[tuple[dict[str, str], float]]:
+        found = read_stats(journal.path, journal.max_bytes)
+        if found is None:
+            return []
+        return [({"figure": "pending"}, found.pending), ({"figure": "oldest_pending_age_seconds"},
+                found.oldest_pending_age), ({"figure": "live_bytes"}, found.live_bytes)]
+
+    listener.metrics.counter("radflow_ingest_forwarded_total", "Journal entries produced to the broker, "
+                             "and released once done downstream.",
+                             lambda: [({"step": "produced"}, stats.produced), ({"step": "released"}, stats.released)])
+    listener.metrics.gauge("radflow_ingest_journal", "The journal: entries acknowledged but not yet done "
+                           "downstream, the oldest one's age, bytes in use.", held)
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext | None:

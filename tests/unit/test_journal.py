@@ -223,3 +223,23 @@ async def test_an_orderly_stop_hands_the_broker_what_it_has_not_produced(tmp_pat
         await forwarder.stop()  # at once, as `radflow ingest` does on SIGTERM after its last ACK
         journal.close()
     assert [json.loads(v)["n"] for _, _, v in sink.records] == list(range(20))
+
+
+async def test_the_listener_metrics_show_the_journal(tmp_path: Path) -> None:
+    from ingest.mllp import send_messages
+    from ingest.service import start_ingest
+
+    journal = Journal(tmp_path / "j.sqlite", 1 << 20).open()
+    service = await start_ingest("127.0.0.1", 0, TOPICS, sink=ListSink(), journal=journal, done=lambda cs: [])
+    try:
+        [ack] = await send_messages("127.0.0.1", service.server.port, [samples.ORU_EN_NARRATIVE])
+        assert ack_code(ack) == "AA"
+        for _ in range(100):
+            if 'radflow_ingest_forwarded_total{step="produced"} 1' in service.listener.metrics.render():
+                break
+            await asyncio.sleep(0.02)
+        text = service.listener.metrics.render()
+        assert 'radflow_ingest_forwarded_total{step="produced"} 1' in text
+        assert 'radflow_ingest_journal{figure="pending"} 1' in text  # produced, not yet done downstream
+    finally:
+        await service.stop()  # closes the journal too
