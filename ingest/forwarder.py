@@ -69,7 +69,7 @@ class Forwarder:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await self.release_done(everything=True)  # what an earlier run finished needs no second send
+        """In the background: the listener takes frames while an earlier run's entries are checked."""
         self._tasks = [asyncio.ensure_future(self._forward()), asyncio.ensure_future(self._release_loop())]
 
     async def stop(self, drain: float = 5.0) -> None:
@@ -105,6 +105,10 @@ class Forwarder:
                 pass
 
     async def _forward(self) -> None:
+        try:
+            await self.release_done(everything=True)  # what an earlier run finished needs no second send
+        except Exception as exc:  # the database is away: send everything; replays are harmless
+            log.warning("could not check which journal entries are done (%s)", type(exc).__name__)
         while True:
             entries = await self._next()
             try:
