@@ -129,13 +129,14 @@ async def test_replays_change_nothing_on_either_backend(repo: Repository) -> Non
     from ingest.events import ReportEvent
     from streams.agents.score import ScoreDeps, score_one, score_stored
     from streams.records import DraftRecord
+    from streams.stats import new_stats
 
     sent: list[object] = []
 
     async def send(key: str, record: object) -> None:
         sent.append(record)
 
-    deps = ScoreDeps(repo, {}, send, {"scored": 0, "replays_skipped": 0, "halves_from_storage": 0})
+    deps = ScoreDeps(repo, {}, send, new_stats())
     draft = DraftRecord(institution="XIHE", accession="A1", body_system="chest", language="zh", findings="f",
                         draft="右肺结节。", model_id="m")
     repo.upsert(draft.to_row())
