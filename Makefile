@@ -57,6 +57,7 @@ lint: $(STAMP)  ## ruff and mypy on the packages
 
 bench: $(STAMP)  ## benchmarks: tables and ratios measured in one run
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/effects.py
 	@model=$${RADFLOW_HOME:-.radflow}/models/smollm2-135m; \

@@ -1,10 +1,13 @@
-"""The ingest pipeline behind the MLLP server: parse, map, clean, produce, then acknowledge.
+"""The ingest pipeline behind the MLLP server: parse, map, clean, store, then acknowledge.
 
-AA is sent only after the broker acknowledged the produce. Input that cannot be read goes to the
-dead-letter topic with its raw bytes (AE, or AR when rejected); ignored message types are
-acknowledged without being produced. A message seen before (same MSH-4 and MSH-10) and stored
-is acknowledged again but not produced twice. Enhanced acknowledgement mode (MSH-15 present)
-answers CA/CE/CR under the sender's AL/NE/ER/SU condition.
+With a journal (ingest.journal, the default of `radflow serve` and `radflow ingest`), AA is sent
+only once the message is committed and fsync'd there; the forwarder feeds the broker from it. A
+journal that cannot take it (full disk, over its bound) answers AE/CE with an ERR text that says
+so. Without a journal, AA is sent only after the broker acknowledged the produce. Input that
+cannot be read goes to the dead-letter topic with its raw bytes (AE, or AR when rejected);
+ignored message types are acknowledged without being stored. A message seen before (same MSH-4
+and MSH-10) and stored is acknowledged again but not stored twice. Enhanced acknowledgement mode
+(MSH-15 present) answers CA/CE/CR under the sender's AL/NE/ER/SU condition.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from dataclasses import dataclass
 
 from ingest.ack import ACCEPT, ERROR, REJECT, build_ack
 from ingest.batch import batch_response, is_batch, split_batch
-from ingest.events import DeadLetter
+from ingest.events import DeadLetter, ReportEvent
 from ingest.hl7 import HL7Message, parse
+from ingest.journal import Entry, Journal, JournalError, JournalFull
 from ingest.mapping import DEFAULT_MAPPING, FieldMapping
 from ingest.reports import classify, to_order_event, to_report_event
 from ingest.sink import EventSink
@@ -56,8 +60,11 @@ class Listener:
         mappings: dict[str, FieldMapping] | None = None,
         dedup_window: int = DEFAULT_DEDUP_WINDOW,
         dead_letter_failures: bool = True,
+        journal: Journal | None = None,
     ) -> None:
         self.sink = sink
+        self.journal = journal
+        self._last_journal_warning = 0.0
         self.topics = topics
         self.mappings = mappings or {}
         self.stats = IngestStats()
@@ -117,12 +124,11 @@ class Listener:
         except Exception as exc:  # a mapping bug must not lose the message either
             log.exception("unexpected error reading a message from %s", peer)
             return await self._dead_letter(raw, msg, peer, exc, ERROR, "207")
-        try:
-            await self.sink.publish(topic, event.key, event.to_json())
-        except Exception as exc:
-            self.stats.errors += 1
-            log.warning("produce failed, answering AE: %s", type(exc).__name__)
-            return _answer(msg, ERROR, "207", "not stored: broker unavailable, retry later")
+        status = event.status if isinstance(event, ReportEvent) else "order"
+        refusal = await self._store(Entry(event.message_id, topic, event.key, event.to_json(), raw, status,
+                                          event.institution, event.accession, time.time()))
+        if refusal is not None:
+            return _answer(msg, ERROR, "207", refusal)
         self._remember(dedup_key)
         self.stats.accepted += 1
         return _answer(msg, ACCEPT)
@@ -142,15 +148,45 @@ class Listener:
         if not self.dead_letter_failures:
             return _answer(msg, code, error_code, reason)
         letter = DeadLetter(raw=raw, error=reason, peer=peer, received_at=time.time())
-        try:
-            await self.sink.publish(self.topics.dead_letter, peer, letter.to_json())
-        except Exception:
-            self.stats.errors += 1
-            log.warning("dead-letter produce failed; answering AE so the sender retries")
-            return _answer(msg, ERROR, "207", "not stored: broker unavailable, retry later")
+        refusal = await self._store(Entry("", self.topics.dead_letter, peer, letter.to_json(), raw,
+                                          received_at=letter.received_at))  # status "": nothing downstream waits
+        if refusal is not None:
+            return _answer(msg, ERROR, "207", refusal)
         self.stats.dead_lettered += 1
         log.info("dead-lettered a message from %s: %s", peer, type(exc).__name__)
         return _answer(msg, code, error_code, reason)
+
+    async def _store(self, entry: Entry) -> str | None:
+        """None once ``entry`` is stored (in the journal; without one, in the broker), else the
+        ERR text for the sender."""
+        if self.journal is not None:
+            return await self._journal(entry)
+        try:
+            await self.sink.publish(entry.topic, entry.key, entry.value)
+            return None
+        except Exception as exc:
+            self.stats.errors += 1
+            log.warning("produce failed, answering AE: %s", type(exc).__name__)
+            return "not stored: broker unavailable, retry later"
+
+    async def _journal(self, entry: Entry) -> str | None:
+        """None once ``entry`` is on disk; else the ERR text for the sender (and an ERROR line
+        that says what to do, at most every 10 s; no message content)."""
+        assert self.journal is not None
+        try:
+            await self.journal.append(entry)
+            return None
+        except JournalError as exc:
+            self.stats.errors += 1
+            full = isinstance(exc, JournalFull)
+            if time.monotonic() - self._last_journal_warning > 10:
+                self._last_journal_warning = time.monotonic()
+                log.error("answering AE: %s. %s", exc,
+                          "Downstream is behind or stopped: check the worker and `radflow journal`, or raise "
+                          "RADFLOW_JOURNAL_MAX_BYTES" if full else
+                          f"Free disk space under {self.journal.path.parent} (or fix the file system); senders retry")
+            return "not stored: receiver journal full, retry later" if full else \
+                "not stored: receiver cannot write its journal (disk full?), retry later"
 
 
 def _answer(msg: HL7Message | None, code: str, error_code: str = "", error_text: str = "") -> bytes:

@@ -70,6 +70,7 @@ class MLLPServer:
         self.ssl_context = ssl_context
         self._server: asyncio.base_events.Server | None = None
         self.connections = 0
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -80,14 +81,19 @@ class MLLPServer:
         log.info("MLLP listener on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
+        """No new connections, and the open ones closed: a frame not yet acknowledged is sent again
+        by its sender, never answered by a listener that is half stopped."""
         if self._server is not None:
             self._server.close()
+            for writer in list(self._writers):
+                writer.close()
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "unknown"
         self.connections += 1
+        self._writers.add(writer)
         try:
             while True:
                 try:
@@ -108,6 +114,7 @@ class MLLPServer:
             pass
         finally:
             self.connections -= 1
+            self._writers.discard(writer)
             writer.close()
 
 

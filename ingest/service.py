@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.forwarder import DoneCheck, Forwarder
+from ingest.journal import Journal
 from ingest.listener import IngestTopics, Listener
 from ingest.mapping import FieldMapping
 from ingest.mllp import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, MLLPServer
@@ -20,6 +22,7 @@ class IngestService:
     listener: Listener
     sink: EventSink
     metrics_runner: Any = None
+    forwarder: Forwarder | None = None
 
     async def serve_metrics(self, host: str, port: int) -> int:
         """Prometheus metrics at http://host:port/metrics (RADFLOW_INGEST_METRICS_PORT)."""
@@ -42,10 +45,15 @@ class IngestService:
         return int(self.metrics_runner.addresses[0][1])  # the bound port (port 0: the system chose)
 
     async def stop(self) -> None:
+        """No new frames first; what the journal holds and the broker lacks is sent at the next start."""
         await self.server.stop()
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
+        if self.forwarder is not None:
+            await self.forwarder.stop()
         await self.sink.stop()
+        if self.forwarder is not None:
+            self.forwarder.journal.close()
 
 
 async def start_ingest(
@@ -58,19 +66,48 @@ async def start_ingest(
     mappings: dict[str, FieldMapping] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    journal: Journal | None = None,
+    done: DoneCheck | None = None,
 ) -> IngestService:
-    """Start the producer first: the listener accepts connections only once it can store."""
+    """Start the producer first: the listener accepts connections only once it can store. With a
+    journal (opened), the forwarder sends on what an earlier run left in it before any new frame."""
     if sink is None:
         if bootstrap_servers is None:
             raise ValueError("give bootstrap_servers or a sink")
         sink = KafkaSink(bootstrap_servers)
     await sink.start()
-    listener = Listener(sink, topics, mappings)
+    forwarder = None
+    if journal is not None:
+        forwarder = Forwarder(journal, sink, done)
+        await forwarder.start()
+    listener = Listener(sink, topics, mappings, journal=journal)
+    if forwarder is not None:
+        _journal_metrics(listener, forwarder)
     server = MLLPServer(
         listener.handle, host, port, max_frame=max_frame, idle_timeout=idle_timeout, ssl_context=ssl_context
     )
     await server.start()
-    return IngestService(server, listener, sink)
+    return IngestService(server, listener, sink, forwarder=forwarder)
+
+
+def _journal_metrics(listener: Listener, forwarder: Forwarder) -> None:
+    """The journal on /metrics: entries produced and released, and what it holds (read on scrape)."""
+    from ingest.journal import read_stats
+
+    stats, journal = forwarder.stats, forwarder.journal
+
+    def held() -> list[tuple[dict[str, str], float]]:
+        found = read_stats(journal.path, journal.max_bytes)
+        if found is None:
+            return []
+        return [({"figure": "pending"}, found.pending), ({"figure": "oldest_pending_age_seconds"},
+                found.oldest_pending_age), ({"figure": "live_bytes"}, found.live_bytes)]
+
+    listener.metrics.counter("radflow_ingest_forwarded_total", "Journal entries produced to the broker, "
+                             "and released once done downstream.",
+                             lambda: [({"step": "produced"}, stats.produced), ({"step": "released"}, stats.released)])
+    listener.metrics.gauge("radflow_ingest_journal", "The journal: entries acknowledged but not yet done "
+                           "downstream, the oldest one's age, bytes in use.", held)
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext | None:

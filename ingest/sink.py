@@ -15,6 +15,9 @@ class EventSink(Protocol):
     async def publish(self, topic: str, key: str, value: bytes) -> None:
         """Return only once the record is durably stored; raise otherwise."""
 
+    async def publish_many(self, records: list[tuple[str, str, bytes]]) -> None:
+        """(topic, key, value) records, sent in order; returns once all are stored, raises otherwise."""
+
 
 class KafkaSink:
     """aiokafka producer with acks=all and no idempotence (the embedded broker lacks it)."""
@@ -41,13 +44,23 @@ class KafkaSink:
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()
+            try:  # a broker that is gone would hold the flush for the whole request timeout
+                await asyncio.wait_for(self._producer.stop(), self.timeout / 3)
+            except TimeoutError:
+                pass
 
     async def publish(self, topic: str, key: str, value: bytes) -> None:
         if self._producer is None:
             raise BrokerError("sink is not started")
         future = await self._producer.send(topic, value, key=key.encode())
         await asyncio.wait_for(future, self.timeout)
+
+    async def publish_many(self, records: list[tuple[str, str, bytes]]) -> None:
+        # one producer keeps one batch in flight per partition, so the order per key is the order sent
+        if self._producer is None:
+            raise BrokerError("sink is not started")
+        futures = [await self._producer.send(topic, value, key=key.encode()) for topic, key, value in records]
+        await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
 
 
 @dataclass
@@ -67,3 +80,7 @@ class ListSink:
         if self.fail:
             raise BrokerError("broker unavailable")
         self.records.append((topic, key, value))
+
+    async def publish_many(self, records: list[tuple[str, str, bytes]]) -> None:
+        for record in records:
+            await self.publish(*record)

@@ -7,9 +7,9 @@ ends that work instead, because a KeyboardInterrupt thrown into asyncio's own ma
 task cancelled half-way through closing the listener) can leave the loop waiting forever.
 
 The second signal is the operator saying "now": the worker and broker are killed, this process
-exits with 130, and it says so. Nothing is lost that an orderly stop would have kept: the
-listener ACKs a message only once it is in the broker, and the worker reads again what it had
-not committed.
+exits with 130, and it says so. Nothing acknowledged is lost: the listener ACKs a message only
+once it is fsync'd in its journal, which sends on at the next start whatever storage does not
+show done.
 """
 
 from __future__ import annotations
@@ -80,3 +80,12 @@ async def until_exit(process: Any, every: float = 0.5) -> int:
     while process.poll() is None:
         await asyncio.sleep(every)
     return int(process.returncode)
+
+
+async def until_first_exit(processes: dict[str, Any], every: float = 0.5) -> tuple[str, int]:
+    """Waits until one of the named child processes (Popen) exits: its name and return code."""
+    while True:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                return name, int(process.returncode)
+        await asyncio.sleep(every)

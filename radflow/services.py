@@ -25,8 +25,17 @@ TRAIN_PER_SEGMENT = 40
 
 
 async def start_listener(settings: Settings, port: int | None = None) -> IngestService:
-    """The MLLP listener as configured: topics, per-institution mappings, TLS, frame bound."""
+    """The MLLP listener as configured: topics, per-institution mappings, TLS, frame bound, and the
+    journal (unless RADFLOW_JOURNAL_PATH=off), released by what the storage database shows done."""
     names = TopicNames(settings.topic_prefix)
+    journal, done = None, None
+    if settings.journal_enabled:
+        from ingest.forwarder import done_in
+        from ingest.journal import Journal
+        from storage.repository import Repository
+
+        journal = Journal(settings.resolved_journal_path, settings.journal_max_bytes).open()
+        done = done_in(Repository(settings.resolved_database_url))
     return await start_ingest(
         settings.mllp_host,
         settings.mllp_port if port is None else port,
@@ -36,6 +45,8 @@ async def start_listener(settings: Settings, port: int | None = None) -> IngestS
         mappings=load_mappings(Path(settings.mappings_dir) if settings.mappings_dir else None),
         ssl_context=tls_context(settings.mllp_tls_cert, settings.mllp_tls_key),
         idle_timeout=settings.mllp_idle_timeout,
+        journal=journal,
+        done=done,
     )
 
 

@@ -79,6 +79,14 @@ class Settings:
     ingest_metrics_port: int = field(
         default=0, metadata=_env("INGEST_METRICS_PORT", "Port of the listener's Prometheus /metrics. 0: off.")
     )
+    journal_path: str = field(
+        default="",
+        metadata=_env("JOURNAL_PATH", "The listener's journal (SQLite): every message is fsync'd there before AA. Empty: `$RADFLOW_HOME/journal.sqlite`; `off`: no journal (AA once the broker has it)."),
+    )
+    journal_max_bytes: int = field(
+        default=1 << 30,
+        metadata=_env("JOURNAL_MAX_BYTES", "Bound of the journal's live data; past it the listener answers AE (journal full) until downstream catches up."),
+    )
     mappings_dir: str = field(
         default="", metadata=_env("MAPPINGS_DIR", "Directory of per-institution field mappings (`<MSH-4>.yaml`).")
     )
@@ -183,6 +191,8 @@ class Settings:
             raise SettingsError(f"{_var('log_level')}={self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
         if bool(self.mllp_tls_cert) != bool(self.mllp_tls_key):
             raise SettingsError(f"set both {_var('mllp_tls_cert')} and {_var('mllp_tls_key')}, or neither")
+        if self.journal_max_bytes < 1:
+            raise SettingsError(f"{_var('journal_max_bytes')} must be at least 1, got {self.journal_max_bytes}")
         if self.mllp_max_frame < 1024:
             raise SettingsError(f"{_var('mllp_max_frame')} must be at least 1024 bytes, got {self.mllp_max_frame}")
         self.parsed_worklist_routes()  # validates
@@ -206,6 +216,14 @@ class Settings:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'radflow.sqlite').resolve()}"
+
+    @property
+    def journal_enabled(self) -> bool:
+        return self.journal_path.strip().lower() != "off"
+
+    @property
+    def resolved_journal_path(self) -> Path:
+        return Path(self.journal_path) if self.journal_path else (self.home / "journal.sqlite").resolve()
 
     @property
     def resolved_model_path(self) -> Path:

@@ -32,7 +32,7 @@ def register_pages(app: faust.App, settings: Settings, repository: Repository, s
     async def health(web: View, request: Request) -> Response:
         return web.json({"status": "ok"})
 
-    _register_api(app, access.protected, repository, stats)
+    _register_api(app, access.protected, repository, stats, lambda: journal_figures(settings))
     _register_diagnostics(app, access.protected, metrics, offsets)
     _register_quality_pages(app, access, settings, repository)
     if worklist is not None:
@@ -60,8 +60,19 @@ class _Access:
         return guarded
 
 
+def journal_figures(settings: Settings) -> dict[str, Any] | None:
+    """The listener's journal as this machine's file shows it (read-only: the listener may be
+    another process); None when the journal is off or not there (the listener runs elsewhere)."""
+    from ingest.journal import read_stats
+
+    if not settings.journal_enabled:
+        return None
+    found = read_stats(settings.resolved_journal_path, settings.journal_max_bytes)
+    return found.to_dict() if found is not None else None
+
+
 def _register_api(app: faust.App, protected: Callable[[Page], Page], repository: Repository,
-                  stats: dict[str, int]) -> None:
+                  stats: dict[str, int], journal: Callable[[], dict[str, Any] | None]) -> None:
     """The JSON of the quality overview and the worker's counters."""
 
     @app.page("/api/summary")
@@ -77,8 +88,9 @@ def _register_api(app: faust.App, protected: Callable[[Page], Page], repository:
     @protected
     async def worker_stats(web: View, request: Request) -> Response:
         """Counters since start; halves_from_storage counts pairs completed from the database
-        because the table lacked the half (e.g. after a short recovery)."""
-        return web.json(stats)
+        because the table lacked the half (e.g. after a short recovery). ``journal``: the listener's
+        journal (bytes, pending, oldest_pending_age_s, max_bytes), null when off or elsewhere."""
+        return web.json({**stats, "journal": await asyncio.to_thread(journal)})
 
 
 def _register_diagnostics(app: faust.App, protected: Callable[[Page], Page], metrics: Registry | None,
@@ -115,7 +127,8 @@ def _register_quality_pages(app: faust.App, access: _Access, settings: Settings,
         if institution:
             alerts = [a for a in alerts if a.institution == institution]
         windows = WindowRule(settings.drift_chunk, settings.drift_first_chunk, settings.drift_reference_chunks)
-        return web.html(render_overview(segments, charts, alerts, access.token_of(request), windows))
+        journal = await asyncio.to_thread(journal_figures, settings)
+        return web.html(render_overview(segments, charts, alerts, access.token_of(request), windows, journal))
 
     @app.page("/pairs")
     @access.protected

@@ -107,8 +107,19 @@ def _is_warmup(chunk: Any) -> bool:
     return not chunk.reference and chunk.bands in ("", "{}")
 
 
+def journal_line(journal: dict[str, Any] | None) -> str:
+    """The listener's journal in one line: what is acknowledged but not yet done downstream."""
+    if journal is None:
+        return "<p id=journal class=muted>Journal: off, or kept on another machine (radflow journal there).</p>"
+    share = journal["live_bytes"] / journal["max_bytes"] if journal.get("max_bytes") else 0.0
+    return (f"<p id=journal>Journal: <b>{journal['pending']}</b> acknowledged messages not yet done downstream, "
+            f"oldest {journal['oldest_pending_age_s']:.0f} s; {journal['bytes'] / 1e6:.1f} MB on disk "
+            f"({share:.0%} of its bound).</p>")
+
+
 def render_overview(segments: list[dict[str, Any]], charts: Mapping[tuple[str, str], ChartWindows],
-                    alerts: list[Any], token: str, windows: WindowRule = WindowRule()) -> str:
+                    alerts: list[Any], token: str, windows: WindowRule = WindowRule(),
+                    journal: dict[str, Any] | None = None) -> str:
     """``charts``: each segment's latest drift windows (storage.summaries.chart_windows)."""
     if segments:
         rows = []
@@ -144,6 +155,7 @@ of the last {CHART_WINDOWS} drift windows' mean (<span style="color:#2a6">R-L</s
 with the reference band (mean ± 3 sd) shaded. A window closes every {windows.chunk} signed reports of a
 segment{_warmup_words(windows)}; the band appears once the first {windows.reference_chunks} windows have closed.
 Missed and over are the shares of drafts that miss or add a finding.</p>
+{journal_line(journal)}
 <table id=segments><tr><th>institution</th><th>body system</th><th>n</th><th>R-1</th><th>R-2</th><th>R-L</th>
 <th>missed</th><th>over</th><th>ROUGE per window</th><th>missed / over per window</th></tr>{body}</table>
 <h2>Drift alerts</h2><table id=alerts><tr><th>institution</th><th>body system</th><th>window</th><th>metric</th>

@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from radflow.cli import data, evaluation, model, serving, training
+from radflow.cli import data, evaluation, journal, model, serving, training
 from radflow.errors import RadflowError
 from radflow.settings import Settings
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     # the order here is the order `radflow --help` lists the commands in
     serving.add_commands(sub)
+    journal.add_commands(sub)
     model.add_commands(sub)
     data.add_commands(sub)
     sub.add_parser("settings", help="list the settings and their variables").set_defaults(func=cmd_settings)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from typing import Any
 
 from radflow.settings import Settings
 
@@ -18,36 +20,66 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, per_segment=args.per_segment, wait=not args.no_wait)
 
 
-def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import dataclasses
+#: A broker that dies this soon after its start, this many times in a row, is not restarted again.
+BROKER_MIN_LIFE, BROKER_QUICK_DEATHS = 30.0, 3
 
-    from radflow.interrupts import Interrupts, until_exit
-    from radflow.services import ensure_model, start_listener, start_stack, wait_for_dashboard
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """The stack until Ctrl-C. When the embedded broker dies (it keeps its topics in memory, so
+    they die with it), the worker and listener are stopped and the whole stack started again: the
+    journal sends on every acknowledged message that storage does not show done."""
+    import dataclasses
+    import time
+
+    from radflow.interrupts import Interrupts
+    from radflow.services import ensure_model
 
     interrupts = Interrupts().install()
-    running = None
     try:
         settings = dataclasses.replace(settings, model_path=str(ensure_model(settings)))
+        quick_deaths = 0
+        while True:
+            started = time.monotonic()
+            ended = _serve_once(settings, interrupts)
+            if ended is None:
+                return 0
+            name, code = ended
+            quick_deaths = quick_deaths + 1 if time.monotonic() - started < BROKER_MIN_LIFE else 0
+            if name != "broker" or quick_deaths >= BROKER_QUICK_DEATHS:
+                print(f"radflow: the {name} exited with code {code}; stopping (logs in {settings.home / 'logs'})",
+                      file=sys.stderr, flush=True)
+                return 1
+            print(f"radflow: the embedded broker exited with code {code} and took its topics with it; starting "
+                  "the stack again (the journal sends on what was acknowledged and is not yet done)", flush=True)
+    except KeyboardInterrupt:  # "stopping ..." is printed by the signal handler
+        return 0
+
+
+def _serve_once(settings: Settings, interrupts: Any) -> tuple[str, int] | None:
+    """Runs the stack until Ctrl-C (None) or until one of its processes exits: (which, its code)."""
+    from radflow.interrupts import until_first_exit
+    from radflow.services import start_listener, start_stack, wait_for_dashboard
+
+    running = None
+    try:
         running = start_stack(settings, settings.home / "logs")
         interrupts.kill_children = running.kill
-        worker = running.worker
-        url = wait_for_dashboard(settings, worker)
+        url = wait_for_dashboard(settings, running.worker)
+        children = {"worker": running.worker, **({"broker": running.broker.process} if running.broker else {})}
 
-        async def listen() -> None:
+        async def listen() -> tuple[str, int] | None:
             service = await start_listener(settings)
             print(f"MLLP on {settings.mllp_host}:{service.server.port}; dashboard {url}; Ctrl-C stops.", flush=True)
             try:
-                await interrupts.until_stopped(until_exit(worker))
+                _, ended = await interrupts.until_stopped(until_first_exit(children))
+                return ended
             finally:
                 await service.stop()  # the listener stops taking frames first; then the worker, the broker
 
-        asyncio.run(listen())
-    except KeyboardInterrupt:  # "stopping ..." is printed by the signal handler
-        pass
+        return asyncio.run(listen())
     finally:
         if running is not None:
             running.stop()
-    return 0
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:

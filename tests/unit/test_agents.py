@@ -171,3 +171,4 @@ async def test_adapter_swap_serves_the_champions_in_storage(repo: Repository, tm
         changes = await swap(AdapterDeps(drafter, repo, model_thread, stats), "test")
     assert changes == ["XIHE"] and stats["adapter_swaps"] == 1 and drafter.wanted[0]["XIHE"].version == "v0001"
 
+
