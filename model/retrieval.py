@@ -101,6 +101,12 @@ class CaseIndex:
     def __len__(self) -> int:
         return sum(len(index.docs) for index in self._indexes.values())
 
+    def count(self, institution: str) -> int:
+        """Signed cases of ``institution`` (the cold-start rule of model.systems reads it)."""
+        with self._lock:
+            index = self._indexes.get(institution)
+            return len(index.docs) if index else 0
+
     def similar(self, institution: str, findings: str, k: int, exclude: str = "") -> list[Case]:
         with self._lock:
             index = self._indexes.get(institution)

@@ -14,6 +14,7 @@ from model.scoring.aggregate import METRICS, ROUGE, means
 from radflow.codes import SIGNED_STATUSES, DraftStatus, ResultStatus
 from radflow.errors import StorageError
 from storage.registry import AdapterRegistry
+from storage.systems import SystemRegistry
 from storage.tables import (
     AlertRow,
     DraftRow,
@@ -26,7 +27,7 @@ from storage.tables import (
 Row = TypeVar("Row", DraftRow, OrderRow, ScoreRow, SignedReportRow)
 
 
-class Repository(AdapterRegistry):
+class Repository(AdapterRegistry, SystemRegistry):
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}

@@ -51,6 +51,7 @@ class DraftRow(SQLModel, table=True):
     delivery: str = ""  # outcome of sending the draft to the RIS worklist: AA, AR, failed, unrouted
     latency_ms: float = 0.0
     created_at: float = Field(default_factory=time.time, index=True)
+    system: str = ""  # the serving system that drafted it (model.systems)
 
 
 class ScoreRow(SQLModel, table=True):
@@ -74,6 +75,7 @@ class ScoreRow(SQLModel, table=True):
     adapter_version: str = ""
     signed_status: str = ResultStatus.FINAL.value
     created_at: float = Field(default_factory=time.time, index=True)
+    system: str = ""  # the serving system whose draft was scored
 
 
 class OrderRow(SQLModel, table=True):
@@ -198,3 +200,41 @@ class AdapterEvalRow(SQLModel, table=True):
     rougeL: float = 0.0
     missed_rate: float = 0.0
     over_rate: float = 0.0
+
+
+class SystemRow(SQLModel, table=True):
+    """One promotion of a drafting system (model/systems.py) for a segment (institution × body
+    system). ``status`` champion serves; retired ones are kept for rollback."""
+
+    __tablename__ = "serving_systems"
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution: str = Field(index=True)
+    body_system: str = Field(index=True)
+    system: str  # a registry name: retrieval, consensus, rerank, ...
+    status: str = AdapterStatus.CHAMPION.value  # champion, retired, rejected (rolled back)
+    reason: str = ""  # cold start, the gate's decision, manual, rollback
+    n: int = 0  # held-out reports the gate drafted
+    delta_rougeL: float = 0.0
+    p_value: float = 1.0
+    promoted_at: float = Field(default_factory=time.time)
+
+
+class SystemEvalRow(SQLModel, table=True):
+    """The gate's evidence: a challenger against a segment's champion on its held-out reports."""
+
+    __tablename__ = "system_evals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_at: float = Field(default_factory=time.time, index=True)  # one gate run
+    institution: str = Field(index=True)
+    body_system: str
+    champion: str
+    challenger: str
+    n: int = 0
+    champion_rougeL: float = 0.0
+    challenger_rougeL: float = 0.0
+    delta_rougeL: float = 0.0
+    p_value: float = 1.0
+    promoted: bool = False
+    reason: str = ""

@@ -28,7 +28,7 @@ class PairUpdate:
 
 def draft_half(row: DraftRecord | DraftRow) -> dict[str, Any]:
     """What pairing keeps of a draft, from its record or, after a short recovery, its row."""
-    return {"draft": row.draft, "adapter_version": row.adapter_version, "guard": row.guard}
+    return {"draft": row.draft, "adapter_version": row.adapter_version, "guard": row.guard, "system": row.system}
 
 
 def signed_half(institution: str, accession: str, impression: str, status: str, body_system: str, language: str) -> dict[str, Any]:
@@ -79,6 +79,7 @@ def update(
         rouge1=r.rouge1, rouge2=r.rouge2, rougeL=r.rougeL, missed=r.missed, over=r.over,
         missed_concepts=r.missed_concepts, over_concepts=r.over_concepts,
         adapter_version=d.get("adapter_version", ""), signed_status=s["status"], created_at=time.time(),
+        system=d.get("system", ""),
     )
     entry["scored_at"] = record.created_at
     return PairUpdate(entry, record)

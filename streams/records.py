@@ -73,6 +73,7 @@ class DraftRecord(_Record):
     guard: str = ""  # why the text was altered or replaced: "", "empty", "repetition", "retrieval"
     latency_ms: float = 0.0
     created_at: float = field(default_factory=time.time)
+    system: str = ""  # the serving system that drafted it (model.systems); "" in records older than it
 
     def to_row(self) -> DraftRow:
         return DraftRow(**dataclasses.asdict(self))
@@ -97,6 +98,7 @@ class ScoreRecord(_Record):
     adapter_version: str = ""
     signed_status: str = "F"
     created_at: float = field(default_factory=time.time)
+    system: str = ""  # the serving system whose draft was scored
 
     def to_row(self) -> ScoreRow:
         data = dataclasses.asdict(self)

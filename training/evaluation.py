@@ -6,6 +6,8 @@ once per system and only scored. Systems:
 
 - ``last-sentence``: the findings' last sentence (a trivial baseline);
 - ``retrieval``: the impression of the most similar train report of the same institution (BM25);
+- ``consensus``: among the k most similar train reports of the institution, the impression that
+  agrees most with the others (model/consensus.py; k = ``consensus_k``, as RADFLOW_CONSENSUS_K serves it);
 - ``base``: the base model with its own prompt (a checkpoint, or one bootstrapped on the train split);
 - ``fewshot``: day 0, an instruct base with the k most similar train reports of the same
   institution as worked examples in a chat prompt (model/fewshot.py);
@@ -45,16 +47,16 @@ from training.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
-SYSTEMS = ("last-sentence", "retrieval", "base", "fewshot", "shared-adapter", "institution-adapters",
+SYSTEMS = ("last-sentence", "retrieval", "consensus", "base", "fewshot", "shared-adapter", "institution-adapters",
            "adapters-retrieval", "retrieval-rerank", "fewshot-rerank")
-MODEL_SYSTEMS = SYSTEMS[2:]
+MODEL_SYSTEMS = SYSTEMS[3:]
 
 
 def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model_path: Path | None = None,
              bootstrap_config: BootstrapConfig | None = None, systems: Sequence[str] = SYSTEMS,
              progress: bool = True, device: str | None = None, batch: int = 16, fewshot_k: int = 3,
              cases_k: int = 1, train_per_institution: int | None = None,
-             max_input_tokens: int = 448, partial: bool = False) -> EvalResult:
+             max_input_tokens: int = 448, partial: bool = False, consensus_k: int = 5) -> EvalResult:
     """The systems side by side on the test split. ``partial``: train and draft nothing, score
     what earlier (killed) runs of the same command saved, on the test reports every system has."""
     unknown = sorted(set(systems) - set(SYSTEMS))
@@ -69,7 +71,7 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
     notes: dict[str, str] = {}
     texts: dict[str, list[str]] = {}
     test = drafting_order(data.test, batch, recipe.seed)
-    index = _draft_baselines(systems, data.train, test, texts, notes)
+    index = _draft_baselines(systems, data.train, test, texts, notes, consensus_k)
     model_systems = [s for s in systems if s in MODEL_SYSTEMS]
     if model_systems and partial:
         if model_path is None:
@@ -98,7 +100,7 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
 
 
 def _draft_baselines(systems: Sequence[str], train: list[ds.Example], test: list[ds.Example],
-                     texts: dict[str, list[str]], notes: dict[str, str]) -> CaseIndex:
+                     texts: dict[str, list[str]], notes: dict[str, str], consensus_k: int = 5) -> CaseIndex:
     """The two baselines that need no model; returns the train split's case index, which the
     drafter also uses to put similar cases before a prompt."""
     requests = [DraftRequest(e.institution, e.accession, e.findings, e.language) for e in test]
@@ -111,6 +113,11 @@ def _draft_baselines(systems: Sequence[str], train: list[ds.Example], test: list
     if "retrieval" in systems:
         texts["retrieval"] = [d.text for d in RetrievalDrafter(index).draft(requests)]
         notes["retrieval"] = f"BM25 top-1 over {len(train)} train reports, per institution"
+    if "consensus" in systems:
+        from model.consensus import ConsensusDrafter
+
+        texts["consensus"] = [d.text for d in ConsensusDrafter(index, default_k=consensus_k).draft(requests)]
+        notes["consensus"] = f"the most agreed impression among the BM25 top-{consensus_k} train reports, per institution"
     return index
 
 

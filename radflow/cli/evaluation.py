@@ -42,7 +42,7 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
                       bootstrap_config=BootstrapConfig(steps=args.bootstrap_steps, seed=args.seed),
                       systems=[s.strip() for s in args.systems.split(",")], fewshot_k=args.fewshot_k,
                       cases_k=args.cases_k, train_per_institution=args.train_per_institution,
-                      max_input_tokens=args.max_input_tokens, partial=args.partial)
+                      max_input_tokens=args.max_input_tokens, partial=args.partial, consensus_k=args.consensus_k)
     command = "radflow " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
     paths = write_outputs(result, groups, out, command)
     print(paths["markdown"].read_text(encoding="utf-8"))
@@ -58,7 +58,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--group-by", default="institution,body_part", help="tables per institution and/or body_part")
     p.add_argument("--out", default="eval-out", help="directory for results.md, results.csv and results.png")
     p.add_argument("--systems", default="last-sentence,retrieval,base,shared-adapter,institution-adapters",
-                   help="any of last-sentence, retrieval, base, fewshot (an instruct --model), shared-adapter, "
+                   help="any of last-sentence, retrieval, consensus, base, fewshot (an instruct --model), shared-adapter, "
                         "institution-adapters, adapters-retrieval, retrieval-rerank, fewshot-rerank (an instruct --model)")
     p.add_argument("--model", help="a pulled model's name or a local checkpoint as the base "
                                     "(default: bootstrap one on the train split)")
@@ -67,6 +67,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit", type=int, help="read at most this many rows per file")
     p.add_argument("--fewshot-k", type=int, default=3, help="worked examples in the day-0 few-shot prompt")
+    p.add_argument("--consensus-k", type=int, default=5, help="similar cases the consensus system votes among")
     p.add_argument("--cases-k", type=int, default=1, help="similar cases before the prompt of adapters-retrieval")
     p.add_argument("--train-per-institution", type=int,
                    help="adapters train on at most this many train reports per institution (the test split is "

@@ -34,7 +34,7 @@ async def deliver_one(deps: WorklistDeps, value: bytes | str) -> str | None:
     draft = DraftRecord.from_json(value)
     if deps.sender.route(draft.institution) is None:
         return None
-    message = draft_oru(draft.institution, draft.accession, draft.draft, draft.model_id)
+    message = draft_oru(draft.institution, draft.accession, draft.draft, draft.model_id, system=draft.system)
     outcome = await deps.sender.send(draft.institution, message)
     deps.stats["worklist_delivered" if outcome in DELIVERED_ACKS else "worklist_failed"] += 1
     await asyncio.to_thread(deps.repository.set_delivery, draft.institution, draft.accession, outcome)

@@ -1,0 +1,202 @@
+"""The drafting systems a draft worker can serve, by name, and the router that serves one per
+segment (institution × body system).
+
+Every system is a :class:`model.drafter.Drafter`; ``REGISTRY`` maps its name to how it is built
+from what the worker has loaded (:class:`Loaded`: the signed cases, and the model on first
+need), so a new system is one entry:
+
+- ``retrieval``: the impression of the most similar signed case (BM25, model/retrieval.py);
+- ``consensus``: the impression that agrees most with the k most similar (model/consensus.py);
+- ``rerank``: the model picks among the k most similar impressions (model/rerank.py);
+- ``model``: the model as configured (adapters routed by institution, day-0 few-shot with
+  ``RADFLOW_FEWSHOT_K`` on an instruct base, cases before the prompt with ``RADFLOW_RETRIEVAL_K``):
+  what served before systems existed, and what serves an institution with too few signed cases;
+- ``fewshot``: the base with no adapter, the k most similar cases as worked examples;
+- ``adapter-cases``: the adapters, with the most similar cases before their prompt.
+
+The trained reranker (``RankerDrafter`` of model/ranker.py, the learned choice among retrieved
+cases) joins as one more entry at its merge; the slot is marked ``ranker`` below.
+
+Which system serves a segment is decided by the gate (training/systems_gate.py) and kept in
+storage (``Repository.system_champions``); :class:`SegmentRouter` serves it, and without a
+champion applies the cold-start rule: ``RADFLOW_SYSTEM_COLD`` once the institution has
+``RADFLOW_SYSTEM_MIN_CASES`` signed cases, the ``model`` before that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from model import fewshot
+from model.adapters import BASE, AdapterSpec
+from model.drafter import Draft, Drafter, DraftRequest, ModelDrafter
+from radflow.errors import ModelError
+
+if TYPE_CHECKING:
+    from model.loader import LoadedModel
+    from model.rerank import PromptStyle
+    from model.retrieval import CaseIndex
+
+log = logging.getLogger(__name__)
+
+MODEL = "model"  # the system that needs no signed cases: the base (or its adapters) as configured
+Segment = tuple[str, str]
+
+
+@dataclass
+class Loaded:
+    """What systems are built from: the signed cases, and the model loaded on first need (a
+    worker serving only retrieval systems, or the gate comparing them, never loads it)."""
+
+    cases: CaseIndex
+    load_model: Callable[[], LoadedModel] | None = None
+    max_new_tokens: int = 96
+    max_input_tokens: int = 448
+    decode: str = "hf"
+    fewshot_k: int = 3
+    retrieval_k: int = 0
+    consensus_k: int = 5
+    rerank_k: int = 2
+    _model: LoadedModel | None = field(default=None, repr=False)
+    _drafter: ModelDrafter | None = field(default=None, repr=False)
+
+    def model(self) -> LoadedModel:
+        if self._model is None:
+            if self.load_model is None:
+                raise ModelError("this system needs a model, and none was configured (RADFLOW_MODEL_PATH)")
+            self._model = self.load_model()
+        return self._model
+
+    def model_drafter(self) -> ModelDrafter:
+        """One ModelDrafter for every model system: they share its adapters and its thread."""
+        if self._drafter is None:
+            self._drafter = ModelDrafter(self.model(), self.max_new_tokens, self.max_input_tokens,
+                                         retrieval=self.cases, retrieval_k=self.retrieval_k,
+                                         fewshot_k=self.fewshot_k, decode=self.decode)
+        return self._drafter
+
+
+class Configured:
+    """The shared ModelDrafter with one system's settings (few-shot k, cases k, adapter), set
+    for each call: calls run one at a time on the model thread, so settings never mix."""
+
+    def __init__(self, drafter: ModelDrafter, fewshot_k: int, retrieval_k: int, adapter: str | None) -> None:
+        self.drafter, self.fewshot_k, self.retrieval_k, self.adapter = drafter, fewshot_k, retrieval_k, adapter
+
+    def draft(self, requests: list[DraftRequest]) -> list[Draft]:
+        d = self.drafter
+        saved = d.fewshot_k, d.retrieval_k
+        d.fewshot_k, d.retrieval_k = self.fewshot_k, self.retrieval_k
+        try:
+            return d.draft([dataclasses.replace(r, adapter=self.adapter) for r in requests])
+        finally:
+            d.fewshot_k, d.retrieval_k = saved
+
+
+def _retrieval(c: Loaded) -> Drafter:
+    from model.retrieval import RetrievalDrafter
+
+    return RetrievalDrafter(c.cases)
+
+
+def _consensus(c: Loaded) -> Drafter:
+    from model.consensus import ConsensusDrafter
+
+    return ConsensusDrafter(c.cases, default_k=c.consensus_k)
+
+
+def _rerank(c: Loaded) -> Drafter:
+    from model.rerank import RerankDrafter, Reranker
+
+    loaded = c.model()
+    style: PromptStyle = "chat" if fewshot.has_chat_template(loaded.tokenizer) else "template"
+    reranker = Reranker(loaded, c.cases, style=style, pmi=False,
+                        max_input_tokens=c.max_input_tokens)
+    return RerankDrafter(reranker, k=c.rerank_k, normalise="mean")
+
+
+def _fewshot(c: Loaded) -> Drafter:
+    if not fewshot.has_chat_template(c.model().tokenizer):
+        raise ModelError("the fewshot system needs an instruct base with a chat template (RADFLOW_MODEL_PATH)")
+    return Configured(c.model_drafter(), c.fewshot_k or 3, 0, BASE)
+
+
+REGISTRY: dict[str, Callable[[Loaded], Drafter]] = {
+    "retrieval": _retrieval,
+    "consensus": _consensus,
+    "rerank": _rerank,
+    MODEL: lambda c: c.model_drafter(),
+    "fewshot": _fewshot,
+    "adapter-cases": lambda c: Configured(c.model_drafter(), 0, max(1, c.retrieval_k), None),
+    # "ranker": the trained reranker, added at merge:
+    #     lambda c: RankerDrafter.load(c.ranker_path, c.cases, c.model())
+}
+#: Systems that draft from signed cases only: they can serve once an institution has some.
+CASE_SYSTEMS = ("retrieval", "consensus")
+
+
+def build(names: list[str], loaded: Loaded) -> dict[str, Drafter]:
+    """The drafters of ``names`` (RADFLOW_SYSTEMS), each built once."""
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ModelError(f"RADFLOW_SYSTEMS: unknown {unknown}; known: {', '.join(REGISTRY)}")
+    return {name: REGISTRY[name](loaded) for name in dict.fromkeys(names)}
+
+
+class SegmentRouter:
+    """A drafter that drafts each report with its segment's serving system and records which."""
+
+    def __init__(self, drafters: Mapping[str, Drafter], cases: CaseIndex | None, cold: str = "retrieval",
+                 min_cases: int = 50, champions: Mapping[Segment, str] | None = None) -> None:
+        self.drafters = dict(drafters)
+        self.cases, self.cold, self.min_cases = cases, cold, min_cases
+        self.champions: dict[Segment, str] = {}
+        self.set_champions(champions or {})
+
+    def set_champions(self, champions: Mapping[Segment, str]) -> list[str]:
+        """Serve ``champions`` (from storage); returns what changed. A champion this worker has not
+        built (RADFLOW_SYSTEMS differs) is left to the cold-start rule, with a warning."""
+        wanted = {}
+        for segment, name in champions.items():
+            if name in self.drafters:
+                wanted[segment] = name
+            else:
+                log.warning("segment %s/%s: champion %s is not among this worker's systems (RADFLOW_SYSTEMS)",
+                            *segment, name)
+        changes = [f"{i}/{b} -> {n}" for (i, b), n in sorted(wanted.items()) if self.champions.get((i, b)) != n]
+        self.champions = wanted
+        if changes:
+            log.info("systems now serving: %s", ", ".join(changes))
+        return changes
+
+    def system_for(self, institution: str, body_system: str) -> str:
+        chosen = self.champions.get((institution, body_system))
+        if chosen is not None:
+            return chosen
+        count = getattr(self.cases, "count", None)
+        if self.cold in self.drafters and count is not None and count(institution) >= max(1, self.min_cases):
+            return self.cold
+        return MODEL if MODEL in self.drafters else next(iter(self.drafters))
+
+    def draft(self, requests: list[DraftRequest]) -> list[Draft]:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            groups[self.system_for(r.institution, r.body_system)].append(i)
+        out: list[Draft | None] = [None] * len(requests)
+        for name, index in groups.items():
+            for i, d in zip(index, self.drafters[name].draft([requests[i] for i in index]), strict=True):
+                out[i] = dataclasses.replace(d, system=name)
+        return [d for d in out if d is not None]
+
+    def set_adapters(self, wanted: Mapping[str, AdapterSpec]) -> list[str]:
+        """Adapters go to the model systems' shared drafter (hot swap, streams/agents/adapters.py)."""
+        for drafter in self.drafters.values():
+            target = drafter.drafter if isinstance(drafter, Configured) else drafter
+            if isinstance(target, ModelDrafter):
+                return target.set_adapters(wanted)
+        return []
