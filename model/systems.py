@@ -38,6 +38,7 @@ from model.drafter import Draft, Drafter, DraftRequest, ModelDrafter
 from radflow.errors import ModelError
 
 if TYPE_CHECKING:
+    from model.cases import CaseSource
     from model.loader import LoadedModel
     from model.rerank import PromptStyle
     from model.retrieval import CaseIndex
@@ -62,6 +63,7 @@ class Loaded:
     retrieval_k: int = 0
     consensus_k: int = 5
     rerank_k: int = 2
+    rerank_shots: int = 5
     _model: LoadedModel | None = field(default=None, repr=False)
     _drafter: ModelDrafter | None = field(default=None, repr=False)
 
@@ -110,14 +112,22 @@ def _consensus(c: Loaded) -> Drafter:
     return ConsensusDrafter(c.cases, default_k=c.consensus_k)
 
 
-def _rerank(c: Loaded) -> Drafter:
+def rerank_drafter(loaded: LoadedModel, cases: CaseSource, k: int, shots: int, max_input_tokens: int = 448) -> Drafter:
+    """The model picks among the ``k`` most similar signed impressions by their summed
+    log-probability, after ``shots`` similar cases as worked examples (an instruct base; a base
+    without a chat template scores in its own prompt, without examples): the setting chosen on
+    validation in docs/evaluation.md. ``radflow eval --systems rerank`` drafts with this too."""
     from model.rerank import RerankDrafter, Reranker
 
-    loaded = c.model()
-    style: PromptStyle = "chat" if fewshot.has_chat_template(loaded.tokenizer) else "template"
-    reranker = Reranker(loaded, c.cases, style=style, pmi=False,
-                        max_input_tokens=c.max_input_tokens)
-    return RerankDrafter(reranker, k=c.rerank_k, normalise="mean")
+    chat = fewshot.has_chat_template(loaded.tokenizer)
+    style: PromptStyle = "chat" if chat else "template"
+    reranker = Reranker(loaded, cases, style=style, family=None if chat else loaded.template_family,
+                        max_input_tokens=max_input_tokens, pmi=False, shots=shots if chat else 0)
+    return RerankDrafter(reranker, k=k, normalise="sum")
+
+
+def _rerank(c: Loaded) -> Drafter:
+    return rerank_drafter(c.model(), c.cases, c.rerank_k, c.rerank_shots, c.max_input_tokens)
 
 
 def _fewshot(c: Loaded) -> Drafter:

@@ -161,7 +161,10 @@ class Settings:
         default=5, metadata=_env("CONSENSUS_K", "Similar signed cases the consensus system votes among.")
     )
     rerank_k: int = field(
-        default=2, metadata=_env("RERANK_K", "Similar signed cases the rerank system lets the model choose among.")
+        default=2, metadata=_env("RERANK_K", "Similar signed cases the rerank system lets the model choose among (their summed log-probability; k=2 and the sum chosen on validation, docs/evaluation.md).")
+    )
+    rerank_shots: int = field(
+        default=5, metadata=_env("RERANK_SHOTS", "Similar signed cases as worked examples in the rerank system's prompt (an instruct base; 0: none).")
     )
     train_recipe: str = field(
         default="",

@@ -32,7 +32,8 @@ def serving_router(settings: Settings, repository: Repository, cases: CaseIndex)
     serving the champions in storage."""
     loaded = Loaded(cases, lambda: _load(settings), settings.max_new_tokens, decode=settings.decode,
                     fewshot_k=settings.fewshot_k, retrieval_k=settings.retrieval_k,
-                    consensus_k=settings.consensus_k, rerank_k=settings.rerank_k)
+                    consensus_k=settings.consensus_k, rerank_k=settings.rerank_k,
+                    rerank_shots=settings.rerank_shots)
     drafters = build([MODEL, settings.system_cold, *settings.system_names], loaded)
     return SegmentRouter(drafters, cases, settings.system_cold, settings.system_min_cases,
                          repository.system_champions())

@@ -82,6 +82,17 @@ def read_reports(paths: Sequence[Path], fields: Fields = Fields(), limit: int | 
     return out
 
 
+def as_ingested(examples: list[ds.Example]) -> list[ds.Example]:
+    """The reports with findings and impression cleaned as ingest cleans an HL7 result
+    (ingest/clean.py): what `radflow serve` stores, drafts from and scores against."""
+    import dataclasses
+
+    from ingest.clean import clean_text
+
+    out = [dataclasses.replace(e, findings=clean_text(e.findings), impression=clean_text(e.impression)) for e in examples]
+    return [e for e in out if e.findings and e.impression]
+
+
 def _report(err: TextIO | None, message: str) -> None:
     if err is not None:
         print(message, file=err)

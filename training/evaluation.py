@@ -18,7 +18,9 @@ once per system and only scored. Systems:
 - ``retrieval-rerank``: the untrained base picks, among the k most similar train reports of the
   institution, the impression it finds most likely given the findings (k and the score chosen on
   the validation split; training/rerank_eval.py); ``fewshot-rerank``: the same, the 5 most
-  similar cases as worked examples in its prompt.
+  similar cases as worked examples in its prompt;
+- ``rerank``: the reranker as ``radflow serve`` serves it (model/systems.py): k, the summed
+  log-probability and the worked examples fixed (``rerank_k``, ``rerank_shots``), nothing chosen.
 
 Each system's test drafts are saved under ``<out>/drafts/`` with what produced them, and each
 adapter under ``<out>/adapters/``: the same command run again (with more systems, or after a
@@ -48,7 +50,7 @@ from training.recipe import Recipe
 log = logging.getLogger(__name__)
 
 SYSTEMS = ("last-sentence", "retrieval", "consensus", "base", "fewshot", "shared-adapter", "institution-adapters",
-           "adapters-retrieval", "retrieval-rerank", "fewshot-rerank")
+           "adapters-retrieval", "retrieval-rerank", "fewshot-rerank", "rerank")
 MODEL_SYSTEMS = SYSTEMS[3:]
 
 
@@ -56,15 +58,21 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
              bootstrap_config: BootstrapConfig | None = None, systems: Sequence[str] = SYSTEMS,
              progress: bool = True, device: str | None = None, batch: int = 16, fewshot_k: int = 3,
              cases_k: int = 1, train_per_institution: int | None = None,
-             max_input_tokens: int = 448, partial: bool = False, consensus_k: int = 5) -> EvalResult:
+             max_input_tokens: int = 448, partial: bool = False, consensus_k: int = 5, rerank_k: int = 2,
+             rerank_shots: int = 5, as_ingested: bool = False) -> EvalResult:
     """The systems side by side on the test split. ``partial``: train and draft nothing, score
-    what earlier (killed) runs of the same command saved, on the test reports every system has."""
+    what earlier (killed) runs of the same command saved, on the test reports every system has.
+    ``as_ingested``: the texts cleaned as ingest stores them (what `radflow serve` drafts and scores)."""
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown:
         raise TrainingError(f"--systems: unknown {unknown}; known: {', '.join(SYSTEMS)}")
     bootstrap_config = bootstrap_config or BootstrapConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
     data = ds.build(examples)
+    if as_ingested:  # split and deduplicated as read (as `radflow import` and `replay` do), then cleaned
+        from training.eval_input import as_ingested as clean
+
+        data = ds.Dataset(clean(data.train), clean(data.val), clean(data.test), data.duplicates)
     if not data.test:
         raise TrainingError("the test split is empty: too few reports")
     log.info("evaluation data: %s (%d duplicates dropped)", data.counts(), data.duplicates)
@@ -96,6 +104,14 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
         run = EvalDrafter(drafter, cache, test, model_path, recipe, out_dir, device, batch, progress, notes)
         _draft_model_systems(systems, run, _adapter_data(data, train_per_institution, recipe.seed), texts,
                              fewshot_k, cases_k, train_per_institution)
+        if "rerank" in systems:
+            from model.systems import rerank_drafter
+
+            assert drafter.retrieval is not None  # the train split's case index
+            served = rerank_drafter(loaded, drafter.retrieval, rerank_k, rerank_shots, max_input_tokens)
+            texts["rerank"] = run.draft("rerank", BASE, f"the served reranker: k={rerank_k}, summed log-probability, "
+                                        f"{rerank_shots} worked examples", using=served,
+                                        extra={"k": rerank_k, "shots": rerank_shots})
     return _scored(test, texts, notes)
 
 

@@ -37,7 +37,8 @@ def _gate(settings: Settings, repository, model_needed: bool = True):  # -> trai
         return load_model(ensure_model(settings))
 
     loaded = Loaded(cases, load, settings.max_new_tokens, decode=settings.decode, fewshot_k=settings.fewshot_k,
-                    retrieval_k=settings.retrieval_k, consensus_k=settings.consensus_k, rerank_k=settings.rerank_k)
+                    retrieval_k=settings.retrieval_k, consensus_k=settings.consensus_k, rerank_k=settings.rerank_k,
+                    rerank_shots=settings.rerank_shots)
     drafters = build([settings.system_cold, *settings.system_names], loaded)
     publish = adapter_publisher(settings) if _broker_up(settings) else None
     return SystemsGate(repository, drafters, Recipe.load(settings.resolved_train_recipe), settings.system_cold,

@@ -42,7 +42,9 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
                       bootstrap_config=BootstrapConfig(steps=args.bootstrap_steps, seed=args.seed),
                       systems=[s.strip() for s in args.systems.split(",")], fewshot_k=args.fewshot_k,
                       cases_k=args.cases_k, train_per_institution=args.train_per_institution,
-                      max_input_tokens=args.max_input_tokens, partial=args.partial, consensus_k=args.consensus_k)
+                      max_input_tokens=args.max_input_tokens, partial=args.partial, consensus_k=args.consensus_k,
+                      rerank_k=args.rerank_k, rerank_shots=args.rerank_shots,
+                      as_ingested=args.as_ingested)
     command = "radflow " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
     paths = write_outputs(result, groups, out, command)
     print(paths["markdown"].read_text(encoding="utf-8"))
@@ -68,6 +70,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--limit", type=int, help="read at most this many rows per file")
     p.add_argument("--fewshot-k", type=int, default=3, help="worked examples in the day-0 few-shot prompt")
     p.add_argument("--consensus-k", type=int, default=5, help="similar cases the consensus system votes among")
+    p.add_argument("--rerank-k", type=int, default=2, help="candidates of the rerank system (as RADFLOW_RERANK_K)")
+    p.add_argument("--rerank-shots", type=int, default=5, help="worked examples of the rerank system (RADFLOW_RERANK_SHOTS)")
+    p.add_argument("--as-ingested", action="store_true",
+                   help="clean findings and impressions as ingest stores them (what `radflow serve` drafts from and scores)")
     p.add_argument("--cases-k", type=int, default=1, help="similar cases before the prompt of adapters-retrieval")
     p.add_argument("--train-per-institution", type=int,
                    help="adapters train on at most this many train reports per institution (the test split is "

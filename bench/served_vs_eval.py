@@ -1,0 +1,64 @@
+"""Served against evaluated: the R-L that `radflow serve` scored per institution (``/api/summary``
+after `radflow replay` of a split) beside the offline figure of the same systems on the same
+reports (``training.evaluation.run_eval``, the function behind `radflow eval`).
+
+Each test report is counted under the system that served its segment (the champions in storage,
+as `radflow systems list` shows them), so an institution whose segments are served by different
+systems is compared with the same mix offline. Retrieval's offline figure is printed beside.
+
+    python bench/served_vs_eval.py --summary summary.json --database sqlite:///home/radflow.sqlite \
+        --data a.jsonl --data b.jsonl --out eval-dir [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from model.scoring.aggregate import means
+from radflow.archive import served
+from storage.repository import Repository
+from training.eval_input import Fields, read_reports
+from training.evaluation import run_eval
+from training.recipe import Recipe
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--summary", required=True, help="/api/summary JSON saved after the replay")
+    p.add_argument("--database", required=True, help="the served database URL (its champions)")
+    p.add_argument("--data", required=True, action="append")
+    p.add_argument("--out", required=True, help="radflow eval's output directory (drafts are reused there)")
+    p.add_argument("--model", help="the served model directory (needed when a model system served)")
+    p.add_argument("--as-ingested", action=argparse.BooleanOptionalAction, default=True)
+    args = p.parse_args()
+    champions = Repository(args.database).system_champions()
+    summary = json.loads(Path(args.summary).read_text())
+    systems = sorted(set(champions.values()) | {"retrieval"})
+    examples = read_reports([Path(d) for d in args.data], Fields())
+    result = run_eval(examples, Path(args.out), Recipe.load("paper"), systems=systems, progress=False,
+                      model_path=Path(args.model) if args.model else None, as_ingested=args.as_ingested)
+    mix: dict[str, list] = defaultdict(list)
+    retrieval: dict[str, list] = defaultdict(list)
+    used: dict[str, set[str]] = defaultdict(set)
+    for i, e in enumerate(result.test):
+        system = champions.get((e.institution, served(e).body_system), "retrieval")
+        mix[e.institution].append(result.scores[system][i])
+        retrieval[e.institution].append(result.scores["retrieval"][i])
+        used[e.institution].add(system)
+    live = {row["institution"]: row for row in summary["served"]}
+    print("| institution | n served | n eval | systems | served R-L | eval R-L (same systems) | difference | "
+          "eval R-L retrieval |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
+    for institution in sorted(mix):
+        row = live.get(institution, {"n": 0, "rougeL": float("nan")})
+        offline = means(mix[institution])["rougeL"]
+        print(f"| {institution} | {row['n']} | {len(mix[institution])} | {', '.join(sorted(used[institution]))} | "
+              f"{row['rougeL']:.4f} | {offline:.4f} | {row['rougeL'] - offline:+.4f} | "
+              f"{means(retrieval[institution])['rougeL']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
