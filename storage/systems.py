@@ -59,13 +59,13 @@ class SystemRegistry:
         earlier = [r for r in rows if r.status == AdapterStatus.RETIRED and (current is None or r.system != current.system)]
         if not earlier:
             raise StorageError(f"segment {institution}/{body_system} has no earlier system to roll back to")
+        replaced, back = (current.system if current else "-"), earlier[-1].system
         if current is not None:
             with Session(self.engine) as session:
-                current.status = AdapterStatus.REJECTED
+                current.status = AdapterStatus.REJECTED  # rolled back: never chosen again by a later rollback
                 session.add(current)
                 session.commit()
-        back = earlier[-1]
-        return self.promote_system(institution, body_system, back.system, f"rollback from {current.system if current else '-'}")
+        return self.promote_system(institution, body_system, back, f"rollback from {replaced}")
 
     def system_evals(self, run_at: float | None = None) -> list[SystemEvalRow]:
         """The gate's evidence: of one run, or of the latest run of each segment."""
@@ -113,7 +113,7 @@ class SystemRegistry:
             key = (row.institution, row.accession)
             if key not in known and key not in seen:
                 seen.add(key)
-                fresh.append(row)
+                fresh.append(type(row)(**row.model_dump(exclude={"id"})))  # the caller's rows stay detached
         for start in range(0, len(fresh), batch):
             with Session(self.engine) as session:
                 session.add_all(fresh[start : start + batch])

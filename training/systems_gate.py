@@ -121,8 +121,8 @@ class SystemsGate:
             reason = f"{after} replaces {champion}: {won.reason}"
             self._promote(institution, body_system, after, reason, len(held), won.delta, won.p_value)
             next(r for r in evidence if r.challenger == after).promoted = True
-        for row in evidence:
-            self.repository.add(row)
+        for row in evidence:  # a copy is stored: the returned evidence stays readable after the commit
+            self.repository.add(SystemEvalRow(**row.model_dump(exclude={"id"})))
         log.info("segment %s/%s: %s (%d held-out reports)", institution, body_system, reason, len(held))
         return Choice(institution, body_system, before, after, reason, evidence)
 

@@ -22,7 +22,6 @@ def _gate(settings: Settings, repository, model_needed: bool = True):  # -> trai
     """The systems gate over the signed reports in storage, with the systems of RADFLOW_SYSTEMS."""
     from model.retrieval import CaseIndex
     from model.systems import Loaded, build
-    from radflow.services import adapter_publisher
     from training.recipe import Recipe
     from training.systems_gate import SystemsGate
 
@@ -40,9 +39,21 @@ def _gate(settings: Settings, repository, model_needed: bool = True):  # -> trai
                     retrieval_k=settings.retrieval_k, consensus_k=settings.consensus_k, rerank_k=settings.rerank_k,
                     rerank_shots=settings.rerank_shots)
     drafters = build([settings.system_cold, *settings.system_names], loaded)
-    publish = adapter_publisher(settings) if _broker_up(settings) else None
     return SystemsGate(repository, drafters, Recipe.load(settings.resolved_train_recipe), settings.system_cold,
-                       settings.system_min_cases, settings.system_holdout, publish)
+                       settings.system_min_cases, settings.system_holdout, _publisher(settings))
+
+
+def _publisher(settings: Settings):  # -> training.systems_gate.Publish | None
+    """Announces on the adapters topic when a broker answers (the topics made first: a publish
+    must not auto-create the adapters topic with the broker's partition count)."""
+    if not _broker_up(settings):
+        return None
+    import asyncio
+
+    from radflow.services import adapter_publisher, ensure_all_topics
+
+    asyncio.run(ensure_all_topics(settings))
+    return adapter_publisher(settings)
 
 
 def _broker_up(settings: Settings) -> bool:
@@ -141,11 +152,9 @@ def cmd_systems(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if args.systems_command == "rollback":
         row = repository.rollback_system(args.institution, args.body_system)
-        if _broker_up(settings):
-            from radflow.services import adapter_publisher
-
-            adapter_publisher(settings)({"event": "rolled-back", "name": "systems", "version": row.system,
-                                         "at": time.time()})
+        publish = _publisher(settings)
+        if publish is not None:
+            publish({"event": "rolled-back", "name": "systems", "version": row.system, "at": time.time()})
         print(f"{args.institution}/{args.body_system}: {row.system} serves again")
         return 0
     champions = repository.system_champions()
