@@ -15,9 +15,9 @@ from radflow.codes import AdapterStatus
 from radflow.errors import ModelError, StorageError
 from storage.repository import Repository
 from storage.tables import SignedReportRow
+from training import dataset as ds
 from training.recipe import Recipe
 from training.systems_gate import SystemsGate, holdout
-from training import dataset as ds
 
 # the nearest case to "right lower lobe opacity" is an outlier; the three after it agree
 CASES = [("a1", "right lower lobe opacity and effusion", "Large right pleural effusion with rib fracture."),
