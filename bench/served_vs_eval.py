@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
-from model.scoring.aggregate import means
-from radflow.archive import served
-from storage.repository import Repository
-from training.eval_input import Fields, read_reports
-from training.evaluation import run_eval
-from training.recipe import Recipe
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # bench/ingest.py must not shadow the ingest package
+
+from model.scoring.aggregate import means  # noqa: E402
+from model.systems import CASE_SYSTEMS  # noqa: E402
+from radflow.archive import served  # noqa: E402
+from storage.repository import Repository  # noqa: E402
+from training.dataset import Example  # noqa: E402
+from training.eval_input import Fields, read_reports  # noqa: E402
+from training.evaluation import run_eval  # noqa: E402
+from training.gate import ReportScore  # noqa: E402
+from training.recipe import Recipe  # noqa: E402
 
 
 def main() -> None:
@@ -36,17 +43,30 @@ def main() -> None:
     args = p.parse_args()
     champions = Repository(args.database).system_champions()
     summary = json.loads(Path(args.summary).read_text())
-    systems = sorted(set(champions.values()) | {"retrieval"})
     examples = read_reports([Path(d) for d in args.data], Fields())
-    result = run_eval(examples, Path(args.out), Recipe.load("paper"), systems=systems, progress=False,
-                      model_path=Path(args.model) if args.model else None, as_ingested=args.as_ingested)
+    # the case systems on every institution; a model system only on the institutions it serves (the
+    # split is per institution, so their test reports are the same ones)
+    case_systems = sorted({s for s in champions.values() if s in CASE_SYSTEMS} | {"retrieval"})
+    runs = [(case_systems, examples, Path(args.out))]
+    for system in sorted(set(champions.values()) - set(case_systems)):
+        served_by = {i for (i, _), s in champions.items() if s == system}
+        runs.append(([system], [e for e in examples if e.institution in served_by], Path(args.out) / system))
+    scores: dict[tuple[str, str, str], ReportScore] = {}  # (system, institution, accession)
+    test: list[Example] = []
+    for systems, subset, out in runs:
+        result = run_eval(subset, out, Recipe.load("paper"), systems=systems, progress=False,
+                          model_path=Path(args.model) if args.model else None, as_ingested=args.as_ingested)
+        test = test or result.test
+        for system, per_report in result.scores.items():
+            for e, score in zip(result.test, per_report, strict=True):
+                scores[(system, e.institution, e.accession)] = score
     mix: dict[str, list] = defaultdict(list)
     retrieval: dict[str, list] = defaultdict(list)
     used: dict[str, set[str]] = defaultdict(set)
-    for i, e in enumerate(result.test):
+    for e in test:
         system = champions.get((e.institution, served(e).body_system), "retrieval")
-        mix[e.institution].append(result.scores[system][i])
-        retrieval[e.institution].append(result.scores["retrieval"][i])
+        mix[e.institution].append(scores[(system, e.institution, e.accession)])
+        retrieval[e.institution].append(scores[("retrieval", e.institution, e.accession)])
         used[e.institution].add(system)
     live = {row["institution"]: row for row in summary["served"]}
     print("| institution | n served | n eval | systems | served R-L | eval R-L (same systems) | difference | "
