@@ -132,6 +132,10 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         try:
             replay = Replay(args.host, args.port, args.connections, args.finals, args.delay, watch)
             tally = await replay.run(examples)
+        except OSError as exc:
+            print(f"radflow: no MLLP listener answers on {args.host}:{args.port} (--port): {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
         finally:
             if watch is not None:
                 await watch.server.stop()

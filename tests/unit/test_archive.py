@@ -8,6 +8,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from ingest.hl7 import parse
 from ingest.outbound import SYSTEM_NOTE, draft_oru
 from ingest.reports import to_report_event
@@ -106,3 +108,35 @@ def test_an_older_database_gets_the_system_columns(tmp_path: Path) -> None:
     assert old is not None and old.system == "" and old.draft == "old draft"
     repository.upsert(DraftRow(institution="A", accession="2", body_system="chest", draft="new", system="retrieval"))
     assert repository.drafted_by_system() == {("A", "chest"): {"": 1, "retrieval": 1}}
+
+
+async def test_replay_sends_each_exam_p_then_f_and_tallies_the_acks(tmp_path: Path) -> None:
+    from radflow.replay import Replay
+    from tests.fake_ris import fake_ris
+
+    examples, _ = read_split([_corpus(tmp_path)], Fields(), None)
+    examples = examples[:9]
+    for finals in ("after-draft", "at-end", "none"):
+        async with fake_ris() as ris:
+            tally = await Replay("127.0.0.1", ris.port, connections=3, finals=finals, delay=0.0,  # type: ignore[arg-type]
+                                 progress=False).run(examples)
+            events = [to_report_event(parse(m)) for m in ris.received]
+        sent = [(e.accession, e.status) for e in events]
+        expected_finals = 0 if finals == "none" else 9
+        assert tally.acks == {("P", "AA"): 9, **({("F", "AA"): 9} if expected_finals else {})}
+        assert len({a for a, s in sent if s == "P"}) == 9 and sum(s == "F" for _, s in sent) == expected_finals
+        for accession in {a for a, _ in sent}:  # one exam per accession, the preliminary first
+            statuses = [s for a, s in sent if a == accession]
+            assert statuses[0] == "P" and statuses.count("P") == 1
+        if finals == "at-end":
+            first_final = next(i for i, (_, s) in enumerate(sent) if s == "F")
+            assert all(s == "P" for _, s in sent[:first_final]) and first_final == 9
+
+
+async def test_replay_counts_an_unreachable_listener_as_send_errors(tmp_path: Path) -> None:
+    from radflow.replay import Replay
+    from tests.conftest import free_port
+
+    examples, _ = read_split([_corpus(tmp_path)], Fields(), None)
+    with pytest.raises(OSError):  # `radflow replay` turns it into a one-line error naming --port
+        await Replay("127.0.0.1", free_port(), connections=1, progress=False).run(examples[:1])
