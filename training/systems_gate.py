@@ -81,10 +81,11 @@ class SystemsGate:
         run_at = time.time()
         out = []
         for (institution, body_system), group in sorted(ds.by_segment(examples).items()):
-            if per_institution[institution] < max(1, self.min_cases):
-                out.append(Choice(institution, body_system, champions.get((institution, body_system), ""), "model",
+            if per_institution[institution] < max(1, self.min_cases):  # a champion chosen earlier stays
+                before = champions.get((institution, body_system), "")
+                out.append(Choice(institution, body_system, before, before or "model",
                                   f"{per_institution[institution]} signed cases, fewer than {self.min_cases}: "
-                                  "the base model serves"))
+                                  "the gate leaves the segment as it is"))
                 continue
             out.append(self.choose(institution, body_system, group, champions.get((institution, body_system)), run_at))
         changed = [c for c in out if c.before != c.after and c.after != "model"]
