@@ -140,3 +140,25 @@ async def test_replay_counts_an_unreachable_listener_as_send_errors(tmp_path: Pa
     examples, _ = read_split([_corpus(tmp_path)], Fields(), None)
     with pytest.raises(OSError):  # `radflow replay` turns it into a one-line error naming --port
         await Replay("127.0.0.1", free_port(), connections=1, progress=False).run(examples[:1])
+
+
+def test_the_summary_names_each_segments_system_and_scores_all_time(tmp_path: Path) -> None:
+    from storage.tables import ScoreRow
+    from streams.pages import render_overview
+    from streams.serving_view import name_systems, segment_systems, served_summary
+
+    repository = Repository(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    repository.promote_system("A", "chest", "consensus", "test")
+    for i, (body, system, rouge) in enumerate([("chest", "consensus", 0.6), ("chest", "consensus", 0.4),
+                                                ("head", "retrieval", 0.1)]):
+        repository.upsert(DraftRow(institution="A", accession=str(i), body_system=body, draft="d", system=system))
+        repository.upsert(ScoreRow(institution="A", accession=str(i), body_system=body, rougeL=rouge, system=system))
+    summary = served_summary(repository)
+    assert summary["systems"] == [
+        {"institution": "A", "body_system": "chest", "serving": "consensus", "drafted": {"consensus": 2}},
+        {"institution": "A", "body_system": "head", "serving": "retrieval", "drafted": {"retrieval": 1}}]
+    (a,) = summary["served"]
+    assert a["n"] == 3 and a["rougeL"] == pytest.approx(1.1 / 3) and a["systems"] == {"consensus": 2, "retrieval": 1}
+    segments = name_systems(repository.segment_summary(), segment_systems(repository))
+    page = render_overview(segments, [], [], "")
+    assert "<td class=system>consensus</td>" in page and "<td class=system>retrieval</td>" in page
