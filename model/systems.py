@@ -64,6 +64,7 @@ class Loaded:
     consensus_k: int = 5
     rerank_k: int = 2
     rerank_shots: int = 5
+    ranker_path: str = ""  # the trained reranker's directory, for the ``ranker`` slot below (set at its merge)
     _model: LoadedModel | None = field(default=None, repr=False)
     _drafter: ModelDrafter | None = field(default=None, repr=False)
 
@@ -143,8 +144,10 @@ REGISTRY: dict[str, Callable[[Loaded], Drafter]] = {
     MODEL: lambda c: c.model_drafter(),
     "fewshot": _fewshot,
     "adapter-cases": lambda c: Configured(c.model_drafter(), 0, max(1, c.retrieval_k), None),
-    # "ranker": the trained reranker, added at merge:
-    #     lambda c: RankerDrafter.load(c.ranker_path, c.cases, c.model())
+    # "ranker": the trained reranker (model/ranker.py, branch `ranker`), one entry at its merge:
+    #     "ranker": lambda c: RankerDrafter.load(c.ranker_path, c.cases, c.model()),
+    # with ``ranker_path`` filled from its setting where Loaded is made (streams/worker.py
+    # serving_router, radflow/cli/archive.py _gate), and "ranker" named in RADFLOW_SYSTEMS.
 }
 #: Systems that draft from signed cases only: they can serve once an institution has some.
 CASE_SYSTEMS = ("retrieval", "consensus")
