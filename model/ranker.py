@@ -5,7 +5,8 @@ The features (model/ranker_features.py) need no language model: retrieval scores
 among the candidates, how often the institution signs each impression, lengths, a second view of
 similarity. Training is in training/ranker_train.py (``train_ranker``).
 
-On disk a ranker is a version directory beside the adapters, ``<home>/rankers/<name>/vNNNN/``:
+On disk a ranker is a version directory beside the adapters, ``<home>/rankers/<name>/vNNNN/``
+(``rankers_dir(settings.home)``; ``latest_version`` finds the newest):
 
 - ``model.txt``: the LightGBM booster as text;
 - ``ranker.json``: the feature list (in the booster's column order), ``k``, the training window
@@ -35,6 +36,17 @@ if TYPE_CHECKING:
 RANKER_META = "ranker.json"
 RANKER_MODEL = "model.txt"
 RANKER_NAME = "ranker"
+
+
+def rankers_dir(home: Path) -> Path:
+    """Where rankers live under RADFLOW_HOME, beside ``adapters/``."""
+    return Path(home) / "rankers"
+
+
+def latest_version(out_dir: Path, name: str = RANKER_NAME) -> Path | None:
+    """The newest saved version of ``name`` (the gate decides which one serves; this is the last trained)."""
+    versions = sorted(p for p in (Path(out_dir) / name).glob("v[0-9]*") if (p / RANKER_META).is_file())
+    return versions[-1] if versions else None
 
 
 class Ranker:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from model.drafter import DraftRequest
-from model.ranker import RANKER_META, RankerDrafter, load_ranker
+from model.ranker import RANKER_META, RankerDrafter, latest_version, load_ranker, rankers_dir
 from model.ranker_features import FEATURES, candidates
 from radflow.errors import ModelError, TrainingError
 from training import dataset as ds
@@ -76,6 +76,8 @@ def test_trained_ranker_beats_the_nearest_case_on_validation_and_is_a_versioned_
     [empty] = drafter.draft([DraftRequest("ELSEWHERE", "x", new[0].findings, "en")])
     assert (empty.text, empty.guard) == ("", "empty")
     assert rt.train_ranker(examples, tmp_path / "rankers", ks=(5,), leaves=(7,), trees=(10,)).name == "v0002"
+    assert latest_version(rankers_dir(tmp_path)) == tmp_path / "rankers" / "ranker" / "v0002"
+    assert latest_version(tmp_path / "nowhere") is None
 
 
 def test_bad_artifacts_and_too_little_data_are_clear_errors(tmp_path: Path) -> None:
