@@ -14,6 +14,9 @@ report against the other train reports, itself left out), validation and a live 
 - a second view of similarity: character-bigram cosine between the findings (catches Chinese
   wording that jieba cuts differently), and how many of the impression's words occur in the new
   findings against in the candidate's own findings;
+- the findings lexicon (model/scoring/clinical.py, the missed-finding proxy's): how many findings
+  asserted in the new findings the impression does not name, how many it names that the new
+  findings do not assert, and the first count against the candidate's own findings;
 - the language.
 """
 
@@ -29,11 +32,13 @@ from model.cases import Case
 from model.consensus import vote
 from model.rerank import same_text
 from model.retrieval import tokens
+from model.scoring.clinical import compare
 
 FEATURES = (
     "bm25", "bm25_rel", "rank", "agreement", "agreement_gap", "agreement_weighted", "count_share",
     "history_log", "history_share", "length", "length_to_findings", "length_to_pool", "zh",
     "char_cosine", "words_in_findings", "words_in_own_findings", "words_gain", "pool_size",
+    "concepts_unnamed", "concepts_unsupported", "concepts_unnamed_own",
 )
 
 
@@ -95,11 +100,14 @@ def candidates(cases: ScoredCases, institution: str, findings: str, language: st
         words = tokens(v.case.impression)
         in_new, in_own = _share_in(words, query_words), _share_in(words, set(tokens(v.case.findings)))
         length = lengths[v.case.impression]
+        unnamed = compare(v.case.impression, findings, language)
+        unnamed_own = len(compare(v.case.impression, v.case.findings, language).missed)
         out.append(Candidate(v.case, v.rank, (
             scores[v.rank], scores[v.rank] / top, float(v.rank), v.agreement, best_agreement - v.agreement, weighted,
             v.count / len(found), math.log1p(max(0, history)), max(0, history) / size, float(length),
             length / max(1, len(query_words)), length / mean_length, 1.0 if language == "zh" else 0.0,
-            _cosine(query_bigrams, _bigrams(v.case.findings)), in_new, in_own, in_new - in_own, float(len(voted)))))
+            _cosine(query_bigrams, _bigrams(v.case.findings)), in_new, in_own, in_new - in_own, float(len(voted)),
+            float(len(unnamed.missed)), float(len(unnamed.over)), float(unnamed_own))))
     return out
 
 

@@ -65,7 +65,12 @@ def test_cli_refuses_both_split_flags_and_reports_a_missing_split_column(tmp_pat
     assert "--split-field fold" in capsys.readouterr().err
 
 
-def test_consensus_and_ranker_are_chosen_on_validation_and_compared_report_by_report(tmp_path: Path) -> None:
+def test_consensus_and_ranker_are_chosen_on_validation_and_compared_report_by_report(tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    from training import ranker_train
+
+    for name, grid in (("KS", (5, 10)), ("LEAVES", (7,)), ("TREES", (40,)), ("PENALTIES", (0.0, 0.25))):
+        monkeypatch.setattr(ranker_train, name, grid)  # the real grid, narrowed to keep the test short
     examples = corpus(900, institution="SITE") + corpus(300, seed=5, institution="OTHER")
     result = run_eval(examples, tmp_path, Recipe.load("embedded"),
                       systems=["retrieval", "consensus", "ranker"], progress=False, split_salt="s2")
