@@ -10,7 +10,7 @@ the BM25 search, the features (agreement among the candidates is the ROUGE-heavy
 booster's prediction, in microseconds. No language model runs in any of them: the model's share
 of the serving cost is zero.
 
-Usage: python bench/ranker.py [--batch 16] [--reports 397] [--ranker DIR]
+Usage: python bench/ranker.py [--batch 16] [--reports 397] [--ranker DIR] [--corpora DIR]
 """
 
 from __future__ import annotations
@@ -71,8 +71,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--reports", type=int, default=397, help="test reports drafted (at most the split)")
     parser.add_argument("--ranker", type=Path, help="a saved ranker version directory (default: fit one here)")
+    parser.add_argument("--corpora", type=Path, default=REPORTS, help="folder of the report sets (*.jsonl)")
     args = parser.parse_args()
-    data = ds.build(read_reports(sorted(REPORTS.glob("*.jsonl"))))
+    files = sorted(args.corpora.glob("*.jsonl"))
+    if not files:
+        parser.error(f"--corpora {args.corpora}: no *.jsonl report sets there")
+    data = ds.build(read_reports(files))
     index = rt.index_of(data.train)
     rouge.warm_up()
     began = time.perf_counter()
