@@ -40,6 +40,7 @@ def main() -> None:
     p.add_argument("--out", required=True, help="radflow eval's output directory (drafts are reused there)")
     p.add_argument("--model", help="the served model directory (needed when a model system served)")
     p.add_argument("--as-ingested", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--consensus-k", type=int, default=5, help="the served RADFLOW_CONSENSUS_K")
     args = p.parse_args()
     champions = Repository(args.database).system_champions()
     summary = json.loads(Path(args.summary).read_text())
@@ -55,7 +56,8 @@ def main() -> None:
     test: list[Example] = []
     for systems, subset, out in runs:
         result = run_eval(subset, out, Recipe.load("paper"), systems=systems, progress=False,
-                          model_path=Path(args.model) if args.model else None, as_ingested=args.as_ingested)
+                          model_path=Path(args.model) if args.model else None, as_ingested=args.as_ingested,
+                          consensus_k=args.consensus_k)
         test = test or result.test
         for system, per_report in result.scores.items():
             for e, score in zip(result.test, per_report, strict=True):

@@ -7,7 +7,10 @@ once per system and only scored. Systems:
 - ``last-sentence``: the findings' last sentence (a trivial baseline);
 - ``retrieval``: the impression of the most similar train report of the same institution (BM25);
 - ``consensus``: among the k most similar train reports of the institution, the impression that
-  agrees most with the others (model/consensus.py; k = ``consensus_k``, as RADFLOW_CONSENSUS_K serves it);
+  agrees most with the others (mean R-L; model/consensus.py), k chosen per institution on
+  validation (``consensus_k`` fixes it, as RADFLOW_CONSENSUS_K serves it); ``ranker``: a LightGBM
+  lambdarank model trained on the train split picks among them (training/consensus_eval.py;
+  neither uses the base model);
 - ``base``: the base model with its own prompt (a checkpoint, or one bootstrapped on the train split);
 - ``fewshot``: day 0, an instruct base with the k most similar train reports of the same
   institution as worked examples in a chat prompt (model/fewshot.py);
@@ -49,26 +52,29 @@ from training.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
-SYSTEMS = ("last-sentence", "retrieval", "consensus", "base", "fewshot", "shared-adapter", "institution-adapters",
-           "adapters-retrieval", "retrieval-rerank", "fewshot-rerank", "rerank")
-MODEL_SYSTEMS = SYSTEMS[3:]
+SYSTEMS = ("last-sentence", "retrieval", "consensus", "ranker", "base", "fewshot", "shared-adapter",
+           "institution-adapters", "adapters-retrieval", "retrieval-rerank", "fewshot-rerank", "rerank")
+MODEL_SYSTEMS = SYSTEMS[4:]
 
 
 def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model_path: Path | None = None,
              bootstrap_config: BootstrapConfig | None = None, systems: Sequence[str] = SYSTEMS,
              progress: bool = True, device: str | None = None, batch: int = 16, fewshot_k: int = 3,
              cases_k: int = 1, train_per_institution: int | None = None,
-             max_input_tokens: int = 448, partial: bool = False, consensus_k: int = 5, rerank_k: int = 2,
-             rerank_shots: int = 5, as_ingested: bool = False) -> EvalResult:
+             max_input_tokens: int = 448, partial: bool = False, consensus_k: int | None = None,
+             rerank_k: int = 2, rerank_shots: int = 5, as_ingested: bool = False, split_salt: str = "",
+             own_split: bool = False) -> EvalResult:
     """The systems side by side on the test split. ``partial``: train and draft nothing, score
     what earlier (killed) runs of the same command saved, on the test reports every system has.
-    ``as_ingested``: the texts cleaned as ingest stores them (what `radflow serve` drafts and scores)."""
+    ``as_ingested``: the texts cleaned as ingest stores them (what `radflow serve` drafts and scores).
+    ``split_salt`` moves the hash split; ``own_split``: each report's own split (--split-field).
+    ``consensus_k``: one k for every institution (None: chosen per institution on validation)."""
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown:
         raise TrainingError(f"--systems: unknown {unknown}; known: {', '.join(SYSTEMS)}")
     bootstrap_config = bootstrap_config or BootstrapConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = ds.build(examples)
+    data = ds.build(examples, split_salt, own_split)
     if as_ingested:  # split and deduplicated as read (as `radflow import` and `replay` do), then cleaned
         from training.eval_input import as_ingested as clean
 
@@ -79,7 +85,7 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
     notes: dict[str, str] = {}
     texts: dict[str, list[str]] = {}
     test = drafting_order(data.test, batch, recipe.seed)
-    index = _draft_baselines(systems, data.train, test, texts, notes, consensus_k)
+    index = _draft_baselines(systems, data, test, texts, notes, consensus_k)
     model_systems = [s for s in systems if s in MODEL_SYSTEMS]
     if model_systems and partial:
         if model_path is None:
@@ -115,10 +121,11 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
     return _scored(test, texts, notes)
 
 
-def _draft_baselines(systems: Sequence[str], train: list[ds.Example], test: list[ds.Example],
-                     texts: dict[str, list[str]], notes: dict[str, str], consensus_k: int = 5) -> CaseIndex:
-    """The two baselines that need no model; returns the train split's case index, which the
+def _draft_baselines(systems: Sequence[str], data: ds.Dataset, test: list[ds.Example],
+                     texts: dict[str, list[str]], notes: dict[str, str], consensus_k: int | None = None) -> CaseIndex:
+    """The systems that need no model; returns the train split's case index, which the
     drafter also uses to put similar cases before a prompt."""
+    train = data.train
     requests = [DraftRequest(e.institution, e.accession, e.findings, e.language) for e in test]
     if "last-sentence" in systems:
         texts["last-sentence"] = [d.text for d in EchoDrafter().draft(requests)]
@@ -129,11 +136,20 @@ def _draft_baselines(systems: Sequence[str], train: list[ds.Example], test: list
     if "retrieval" in systems:
         texts["retrieval"] = [d.text for d in RetrievalDrafter(index).draft(requests)]
         notes["retrieval"] = f"BM25 top-1 over {len(train)} train reports, per institution"
-    if "consensus" in systems:
+    if "consensus" in systems and consensus_k is not None:  # one k, as `radflow serve` serves it
         from model.consensus import ConsensusDrafter
 
         texts["consensus"] = [d.text for d in ConsensusDrafter(index, default_k=consensus_k).draft(requests)]
         notes["consensus"] = f"the most agreed impression among the BM25 top-{consensus_k} train reports, per institution"
+    if ("consensus" in systems and consensus_k is None) or "ranker" in systems:
+        from training import consensus_eval
+
+        if not data.val:
+            raise TrainingError("consensus and ranker choose their settings on the validation split, which is empty")
+        if "consensus" in systems and consensus_k is None:
+            texts["consensus"], notes["consensus"] = consensus_eval.consensus_drafts(index, data.val, test)
+        if "ranker" in systems:
+            texts["ranker"], notes["ranker"] = consensus_eval.ranker_drafts(train, data.val, test, index)
     return index
 
 
