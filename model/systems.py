@@ -12,10 +12,12 @@ need), so a new system is one entry:
   ``RADFLOW_FEWSHOT_K`` on an instruct base, cases before the prompt with ``RADFLOW_RETRIEVAL_K``):
   what served before systems existed, and what serves an institution with too few signed cases;
 - ``fewshot``: the base with no adapter, the k most similar cases as worked examples;
-- ``adapter-cases``: the adapters, with the most similar cases before their prompt.
-
-The trained reranker (``RankerDrafter`` of model/ranker.py, the learned choice among retrieved
-cases) joins as one more entry at its merge; the slot is marked ``ranker`` below.
+- ``adapter-cases``: the adapters, with the most similar cases before their prompt;
+- ``ranker``: the trained ranker's choice among the k most similar impressions (model/ranker.py,
+  LightGBM; no model call). ``ranker`` names the newest trained version (the challenger) and is
+  left out while none is trained; a version the gate promoted serves as ``ranker/vNNNN``, so a
+  newer version serves a segment only once it wins there too (training/ranker_refit.py trains one
+  from storage before the gate runs).
 
 Which system serves a segment is decided by the gate (training/systems_gate.py) and kept in
 storage (``Repository.system_champions``); :class:`SegmentRouter` serves it, and without a
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from model import fewshot
@@ -47,6 +51,8 @@ log = logging.getLogger(__name__)
 
 MODEL = "model"  # the system that needs no signed cases: the base (or its adapters) as configured
 Segment = tuple[str, str]
+RANKER = "ranker"  # the newest trained ranker; "ranker/vNNNN" one version (the name drafts record)
+_RANKER_VERSION = re.compile(r"ranker/v\d+")
 
 
 @dataclass
@@ -64,7 +70,7 @@ class Loaded:
     consensus_k: int = 5
     rerank_k: int = 2
     rerank_shots: int = 5
-    ranker_path: str = ""  # the trained reranker's directory, for the ``ranker`` slot below (set at its merge)
+    rankers: Path | None = None  # the ranker's versions (RADFLOW_HOME/rankers/ranker): what ``ranker`` serves
     _model: LoadedModel | None = field(default=None, repr=False)
     _drafter: ModelDrafter | None = field(default=None, repr=False)
 
@@ -144,38 +150,83 @@ REGISTRY: dict[str, Callable[[Loaded], Drafter]] = {
     MODEL: lambda c: c.model_drafter(),
     "fewshot": _fewshot,
     "adapter-cases": lambda c: Configured(c.model_drafter(), 0, max(1, c.retrieval_k), None),
-    # "ranker": the trained reranker (model/ranker.py, branch `ranker`), one entry at its merge:
-    #     "ranker": lambda c: RankerDrafter.load(c.ranker_path, c.cases, c.model()),
-    # with ``ranker_path`` filled from its setting where Loaded is made (streams/worker.py
-    # serving_router, radflow/cli/archive.py _gate), and "ranker" named in RADFLOW_SYSTEMS.
+    RANKER: lambda c: _ranker(c, RANKER),
 }
 #: Systems that draft from signed cases only: they can serve once an institution has some.
 CASE_SYSTEMS = ("retrieval", "consensus")
 
 
+def is_ranker(name: str) -> bool:
+    return name == RANKER or bool(_RANKER_VERSION.fullmatch(name))
+
+
+def ranker_version(loaded: Loaded, name: str) -> Path | None:
+    """The version directory ``name`` serves: ``ranker`` the newest, ``ranker/vNNNN`` that one."""
+    from model.ranker import RANKER_META, latest_version
+
+    if loaded.rankers is None:
+        return None
+    if name == RANKER:
+        return latest_version(loaded.rankers.parent, loaded.rankers.name)
+    path = loaded.rankers / name.split("/", 1)[1]
+    return path if (path / RANKER_META).is_file() else None
+
+
+def _ranker(c: Loaded, name: str) -> Drafter:
+    from model.ranker import RankerDrafter
+
+    path = ranker_version(c, name)
+    if path is None:
+        raise ModelError(f"{name}: no trained ranker under {c.rankers} (`radflow systems choose` trains one "
+                         "once storage has RADFLOW_RANKER_MIN_REPORTS signed reports)")
+    return RankerDrafter.load(path, c.cases)  # its drafts record ranker/vNNNN
+
+
 def build(names: list[str], loaded: Loaded) -> dict[str, Drafter]:
-    """The drafters of ``names`` (RADFLOW_SYSTEMS), each built once."""
-    unknown = [n for n in names if n not in REGISTRY]
+    """The drafters of ``names`` (RADFLOW_SYSTEMS and the champions), each built once, by the name
+    a segment's champion is stored under: ``ranker`` becomes its newest version, ``ranker/vNNNN``,
+    and is left out (logged) while no ranker is trained, as is a champion version since deleted."""
+    unknown = [n for n in names if n not in REGISTRY and not is_ranker(n)]
     if unknown:
-        raise ModelError(f"RADFLOW_SYSTEMS: unknown {unknown}; known: {', '.join(REGISTRY)}")
-    return {name: REGISTRY[name](loaded) for name in dict.fromkeys(names)}
+        raise ModelError(f"RADFLOW_SYSTEMS: unknown {unknown}; known: {', '.join(REGISTRY)}, ranker/vNNNN")
+    out: dict[str, Drafter] = {}
+    for name in dict.fromkeys(names):
+        if not is_ranker(name):
+            out[name] = REGISTRY[name](loaded)
+            continue
+        path = ranker_version(loaded, name)
+        if path is None:
+            log.info("%s: no trained ranker under %s, not served", name, loaded.rankers)
+        elif f"{RANKER}/{path.name}" not in out:
+            out[f"{RANKER}/{path.name}"] = _ranker(loaded, f"{RANKER}/{path.name}")
+    return out
+
+
+def with_champions(names: list[str], champions: Mapping[Segment, str]) -> list[str]:
+    """``names`` and every ranker version that serves a segment (they stay served beside the newest)."""
+    return [*names, *sorted({n for n in champions.values() if _RANKER_VERSION.fullmatch(n)})]
 
 
 class SegmentRouter:
     """A drafter that drafts each report with its segment's serving system and records which."""
 
     def __init__(self, drafters: Mapping[str, Drafter], cases: CaseIndex | None, cold: str = "retrieval",
-                 min_cases: int = 50, champions: Mapping[Segment, str] | None = None) -> None:
+                 min_cases: int = 50, champions: Mapping[Segment, str] | None = None,
+                 loaded: Loaded | None = None) -> None:
         self.drafters = dict(drafters)
         self.cases, self.cold, self.min_cases = cases, cold, min_cases
+        self.loaded = loaded  # builds a ranker version promoted while this worker runs
         self.champions: dict[Segment, str] = {}
         self.set_champions(champions or {})
 
     def set_champions(self, champions: Mapping[Segment, str]) -> list[str]:
         """Serve ``champions`` (from storage); returns what changed. A champion this worker has not
-        built (RADFLOW_SYSTEMS differs) is left to the cold-start rule, with a warning."""
+        built (RADFLOW_SYSTEMS differs) is left to the cold-start rule, with a warning; a ranker
+        version promoted since this worker started is loaded (a text file of trees: milliseconds)."""
         wanted = {}
         for segment, name in champions.items():
+            if name not in self.drafters and self.loaded is not None and _RANKER_VERSION.fullmatch(name):
+                self.drafters.update(build([name], self.loaded))
             if name in self.drafters:
                 wanted[segment] = name
             else:

@@ -150,8 +150,16 @@ class Settings:
         metadata=_env("SYSTEM_COLD", "The system that serves a segment with enough signed cases and no champion chosen yet: `retrieval` or `consensus`."),
     )
     systems: str = field(
-        default="retrieval,consensus",
-        metadata=_env("SYSTEMS", "Drafting systems the gate tries per institution x body system (model/systems.py names: retrieval, consensus, rerank, model, fewshot, adapter-cases)."),
+        default="retrieval,consensus,ranker",
+        metadata=_env("SYSTEMS", "Drafting systems the gate tries per institution x body system (model/systems.py names: retrieval, consensus, ranker, rerank, model, fewshot, adapter-cases). `ranker` is the newest trained ranker, left out while none is trained (RADFLOW_RANKER_MIN_REPORTS)."),
+    )
+    ranker_min_reports: int = field(
+        default=200,
+        metadata=_env("RANKER_MIN_REPORTS", "Signed reports in storage (outside the gate's hold-out) before `radflow import` and `radflow systems choose` train a ranker for the gate to try (0: never)."),
+    )
+    ranker_max_reports: int = field(
+        default=1000,
+        metadata=_env("RANKER_MAX_REPORTS", "Most signed reports a ranker is trained on (a stable sample by accession hash): bounds the refit's cost, which grows linearly with it (docs/evaluation.md)."),
     )
     system_holdout: int = field(
         default=100,
@@ -178,7 +186,7 @@ class Settings:
             if not 0 <= port <= 65535:
                 raise SettingsError(f"{_var(name)}={port} is not a TCP port (0-65535)")
         for name in ("partitions", "draft_batch", "max_new_tokens", "bootstrap_steps", "drift_chunk", "consensus_k",
-                     "rerank_k", "system_holdout"):
+                     "rerank_k", "system_holdout", "ranker_max_reports"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_var(name)} must be at least 1, got {getattr(self, name)}")
         if self.worker_role not in set(WorkerRole):
@@ -189,6 +197,8 @@ class Settings:
             raise SettingsError(f"{_var('retrieval_k')} must be 0 or more, got {self.retrieval_k}")
         if self.fewshot_k < 0:
             raise SettingsError(f"{_var('fewshot_k')} must be 0 or more, got {self.fewshot_k}")
+        if self.ranker_min_reports < 0:
+            raise SettingsError(f"{_var('ranker_min_reports')} must be 0 or more, got {self.ranker_min_reports}")
         if self.system_min_cases < 0:
             raise SettingsError(f"{_var('system_min_cases')} must be 0 or more, got {self.system_min_cases}")
         if self.system_cold not in ("retrieval", "consensus"):
@@ -242,6 +252,11 @@ class Settings:
     @property
     def resolved_adapter_dir(self) -> Path:
         return Path(self.adapter_dir) if self.adapter_dir else (self.home / "adapters").resolve()
+
+    @property
+    def resolved_ranker_dir(self) -> Path:
+        """The ranker's versions, beside the adapters: ``$RADFLOW_HOME/rankers/ranker`` (model.ranker)."""
+        return (self.home / "rankers" / "ranker").resolve()
 
     @property
     def resolved_train_recipe(self) -> str:

@@ -9,7 +9,7 @@ import time
 from model.loader import LoadedModel, load_model
 from model.retrieval import CaseIndex
 from model.scoring.pair import warm_up
-from model.systems import MODEL, Loaded, SegmentRouter, build
+from model.systems import MODEL, Loaded, SegmentRouter, build, with_champions
 from radflow.broker import ensure_topics
 from radflow.codes import WorkerRole
 from radflow.settings import Settings
@@ -28,15 +28,15 @@ def _load(settings: Settings) -> LoadedModel:
 
 
 def serving_router(settings: Settings, repository: Repository, cases: CaseIndex) -> SegmentRouter:
-    """Every system a segment may be served by (the model, the cold-start one, RADFLOW_SYSTEMS),
-    serving the champions in storage."""
+    """Every system a segment may be served by (the model, the cold-start one, RADFLOW_SYSTEMS,
+    the ranker versions that serve a segment), serving the champions in storage."""
     loaded = Loaded(cases, lambda: _load(settings), settings.max_new_tokens, decode=settings.decode,
                     fewshot_k=settings.fewshot_k, retrieval_k=settings.retrieval_k,
                     consensus_k=settings.consensus_k, rerank_k=settings.rerank_k,
-                    rerank_shots=settings.rerank_shots)
-    drafters = build([MODEL, settings.system_cold, *settings.system_names], loaded)
-    return SegmentRouter(drafters, cases, settings.system_cold, settings.system_min_cases,
-                         repository.system_champions())
+                    rerank_shots=settings.rerank_shots, rankers=settings.resolved_ranker_dir)
+    champions = repository.system_champions()
+    drafters = build(with_champions([MODEL, settings.system_cold, *settings.system_names], champions), loaded)
+    return SegmentRouter(drafters, cases, settings.system_cold, settings.system_min_cases, champions, loaded)
 
 
 def run_worker(settings: Settings) -> None:

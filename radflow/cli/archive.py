@@ -19,9 +19,10 @@ def _fields(args: argparse.Namespace):  # -> training.eval_input.Fields
 
 
 def _gate(settings: Settings, repository, model_needed: bool = True):  # -> training.systems_gate.SystemsGate
-    """The systems gate over the signed reports in storage, with the systems of RADFLOW_SYSTEMS."""
+    """The systems gate over the signed reports in storage, with the systems of RADFLOW_SYSTEMS
+    (a ranker among them is refit from storage first) and the ranker versions serving a segment."""
     from model.retrieval import CaseIndex
-    from model.systems import Loaded, build
+    from model.systems import Loaded, build, is_ranker, with_champions
     from training.recipe import Recipe
     from training.systems_gate import SystemsGate
 
@@ -37,10 +38,30 @@ def _gate(settings: Settings, repository, model_needed: bool = True):  # -> trai
 
     loaded = Loaded(cases, load, settings.max_new_tokens, decode=settings.decode, fewshot_k=settings.fewshot_k,
                     retrieval_k=settings.retrieval_k, consensus_k=settings.consensus_k, rerank_k=settings.rerank_k,
-                    rerank_shots=settings.rerank_shots)
-    drafters = build([settings.system_cold, *settings.system_names], loaded)
+                    rerank_shots=settings.rerank_shots, rankers=settings.resolved_ranker_dir)
+    if any(is_ranker(n) for n in settings.system_names):
+        _refit_ranker(settings, repository)
+    names = with_champions([settings.system_cold, *settings.system_names], repository.system_champions())
+    drafters = build(names, loaded)
     return SystemsGate(repository, drafters, Recipe.load(settings.resolved_train_recipe), settings.system_cold,
                        settings.system_min_cases, settings.system_holdout, _publisher(settings))
+
+
+def _refit_ranker(settings: Settings, repository) -> None:
+    """A new ranker version from the signed reports in storage, for the gate to try (or none: why)."""
+    from radflow.errors import TrainingError
+    from training import dataset as ds
+    from training.ranker_refit import refit_ranker
+
+    data = ds.from_rows(repository.signed_pairs())
+    try:
+        refit = refit_ranker(data.train + data.val + data.test, settings.resolved_ranker_dir.parent,
+                             min_reports=settings.ranker_min_reports, max_reports=settings.ranker_max_reports,
+                             holdout_n=settings.system_holdout)
+    except TrainingError as exc:  # e.g. no validation reports: the gate runs without a new ranker
+        print(f"ranker: not trained: {exc}", file=sys.stderr)
+        return
+    print(f"ranker: {refit.reason}")
 
 
 def _publisher(settings: Settings):  # -> training.systems_gate.Publish | None
