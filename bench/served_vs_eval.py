@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # bench/ingest.py must not shadow the ingest package
 
 from model.scoring.aggregate import means  # noqa: E402
-from model.systems import CASE_SYSTEMS  # noqa: E402
+from model.systems import CASE_SYSTEMS, is_ranker  # noqa: E402
 from radflow.archive import served  # noqa: E402
 from storage.repository import Repository  # noqa: E402
 from training.dataset import Example  # noqa: E402
@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--model", help="the served model directory (needed when a model system served)")
     p.add_argument("--as-ingested", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--consensus-k", type=int, default=5, help="the served RADFLOW_CONSENSUS_K")
+    p.add_argument("--rankers", help="the served ranker versions (default: $RADFLOW_HOME/rankers/ranker)")
     args = p.parse_args()
     champions = Repository(args.database).system_champions()
     summary = json.loads(Path(args.summary).read_text())
@@ -49,7 +50,8 @@ def main() -> None:
     # split is per institution, so their test reports are the same ones)
     case_systems = sorted({s for s in champions.values() if s in CASE_SYSTEMS} | {"retrieval"})
     runs = [(case_systems, examples, Path(args.out))]
-    for system in sorted(set(champions.values()) - set(case_systems)):
+    rankers = sorted({s for s in champions.values() if is_ranker(s)})
+    for system in sorted(set(champions.values()) - set(case_systems) - set(rankers)):
         served_by = {i for (i, _), s in champions.items() if s == system}
         runs.append(([system], [e for e in examples if e.institution in served_by], Path(args.out) / system))
     scores: dict[tuple[str, str, str], ReportScore] = {}  # (system, institution, accession)
@@ -62,6 +64,8 @@ def main() -> None:
         for system, per_report in result.scores.items():
             for e, score in zip(result.test, per_report, strict=True):
                 scores[(system, e.institution, e.accession)] = score
+    for system in rankers:  # the served version itself, drafting the test split from the train split
+        scores |= _ranker_scores(system, examples, Path(args.rankers) if args.rankers else None, args.as_ingested)
     mix: dict[str, list] = defaultdict(list)
     retrieval: dict[str, list] = defaultdict(list)
     used: dict[str, set[str]] = defaultdict(set)
@@ -80,6 +84,28 @@ def main() -> None:
         print(f"| {institution} | {row['n']} | {len(mix[institution])} | {', '.join(sorted(used[institution]))} | "
               f"{row['rougeL']:.4f} | {offline:.4f} | {row['rougeL'] - offline:+.4f} | "
               f"{means(retrieval[institution])['rougeL']:.4f} |")
+
+
+def _ranker_scores(system: str, examples: list[Example], rankers: Path | None,
+                   as_ingested: bool) -> dict[tuple[str, str, str], ReportScore]:
+    """A served ranker version's scores on the test split, its cases the train split (as run_eval's)."""
+    from model.ranker import RankerDrafter
+    from model.systems import Loaded, ranker_version
+    from radflow.settings import Settings
+    from training import dataset as ds
+    from training.eval_input import as_ingested as clean
+    from training.gate import score_drafts
+    from training.ranker_train import index_of
+    from training.systems_gate import draft_all
+
+    data = ds.build(examples)
+    train, test = (clean(data.train), clean(data.test)) if as_ingested else (data.train, data.test)
+    index = index_of(train)
+    path = ranker_version(Loaded(index, rankers=rankers or Settings.from_env().resolved_ranker_dir), system)
+    if path is None:
+        raise SystemExit(f"{system}: no such ranker version (--rankers)")
+    drafts = draft_all(RankerDrafter.load(path, index), test)
+    return {(system, e.institution, e.accession): s for e, s in zip(test, score_drafts(test, drafts), strict=True)}
 
 
 if __name__ == "__main__":
