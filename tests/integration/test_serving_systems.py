@@ -51,14 +51,17 @@ def test_replayed_reports_are_drafted_by_the_system_chosen_for_their_segment(set
                                                                            tmp_path: Path) -> None:
     pairs = write_pairs(generate_reports(30, seed=7), tmp_path / "archive.jsonl")
     watch_port = free_port()
-    run = dataclasses.replace(settings, system_cold="consensus", system_min_cases=5,
-                              worklist_routes=f"*=127.0.0.1:{watch_port}")
+    run = dataclasses.replace(settings, system_cold="consensus", system_min_cases=5, system_holdout=10,
+                              ranker_min_reports=100, worklist_routes=f"*=127.0.0.1:{watch_port}")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RADFLOW_")}, **run.to_env()}
     imported = _radflow(["import", "--data", str(pairs), "--split", "train"], env, 300)
     assert re.search(r"imported \d+ new signed reports", imported), imported
+    assert re.search(r"ranker: ranker/v0001 trained on \d+ signed reports", imported), imported
     repository = Repository(run.resolved_database_url)
     champions = repository.system_champions()
-    assert len(champions) == 15 and set(champions.values()) == {"consensus", "retrieval"}, champions
+    assert len(champions) == 15 and set(champions.values()) <= {"consensus", "retrieval", "ranker/v0001"}, champions
+    assert "ranker/v0001" in champions.values(), champions  # it wins 2 segments here: replayed drafts name it
+    assert {e.challenger for e in repository.system_evals()} >= {"retrieval", "ranker/v0001"}  # the ranker was tried
     assert "already stored" in _radflow(["import", "--data", str(pairs), "--split", "train", "--no-choose"], env, 120)
     assert "imported 0 new" in _radflow(["import", "--data", str(pairs), "--split", "train", "--no-choose"], env, 120)
 
