@@ -73,7 +73,9 @@ def refit_ranker(examples: Sequence[ds.Example], rankers: Path, *, min_reports: 
     started = time.perf_counter()
     reports = training_reports(examples, holdout_n, max_reports)
     latest = latest_version(rankers, RANKER_NAME)
-    if min_reports < 1 or len(reports) < min_reports:
+    if min_reports < 1:
+        return Refit(latest, False, len(reports), 0.0, "RADFLOW_RANKER_MIN_REPORTS=0: no ranker trained")
+    if len(reports) < min_reports:
         return Refit(latest, False, len(reports), 0.0, f"{len(reports)} signed reports outside the gate's hold-out, "
                      f"fewer than RADFLOW_RANKER_MIN_REPORTS={min_reports}: no ranker trained")
     fingerprint = _fingerprint(reports)

@@ -20,7 +20,7 @@ from streams.worker import serving_router
 from tests.conftest import free_port
 from training import dataset as ds
 from training import ranker_train as rt
-from training.ranker_refit import training_reports
+from training.ranker_refit import refit_ranker, training_reports
 from training.systems_gate import holdout
 
 from .test_ranker import corpus
@@ -82,13 +82,18 @@ def test_import_trains_a_ranker_the_gate_promotes_where_it_wins_and_drafts_name_
     assert "ranker/v0001" in capsys.readouterr().out
 
 
-def test_the_ranker_never_trains_on_the_gates_held_out_reports_and_waits_for_enough() -> None:
+def test_the_ranker_never_trains_on_the_gates_held_out_reports_and_waits_for_enough(tmp_path: Path) -> None:
     examples = corpus(300)
     held = {e.accession for e in holdout(examples, 120)}
     reports = training_reports(examples, 120, 100)
     assert len(reports) == 100 and not held & {e.accession for e in reports}
     assert reports == training_reports(list(reversed(examples)), 120, 100)  # the same sample every run
     assert len(training_reports(examples, 120, 10_000)) == 180
+    few = refit_ranker(examples, tmp_path, min_reports=200, max_reports=1000, holdout_n=120)
+    assert (few.path, few.trained) == (None, False) and "180 signed reports" in few.reason
+    off = refit_ranker(examples, tmp_path, min_reports=0, max_reports=1000, holdout_n=0)
+    assert not off.trained and "RADFLOW_RANKER_MIN_REPORTS=0" in off.reason
+    assert not list(tmp_path.iterdir())  # nothing saved
 
 
 def test_without_a_trained_ranker_the_system_is_left_out_and_a_promoted_version_stays_served(tmp_path: Path) -> None:
