@@ -11,6 +11,7 @@ from ingest.hl7 import escape, segment
 
 DRAFT_OBSERVATION = "RADFLOW-DRAFT^Machine draft impression^L"
 DRAFT_METHOD = "RADFLOW^Machine-generated draft, not reviewed^L"
+SYSTEM_NOTE = "Drafting system: "  # NTE-3 prefix of the note naming the serving system
 _counter = itertools.count(1)
 
 
@@ -22,10 +23,11 @@ def draft_control_id(institution: str, accession: str, impression: str, created_
 
 
 def draft_oru(institution: str, accession: str, impression: str, model_id: str, charset: str = "UNICODE UTF-8",
-              control_id: str = "") -> bytes:
+              control_id: str = "", system: str = "") -> bytes:
     """OBR-25 = P; the impression in an OBX whose identifier and method (OBX-17) mark it as a
     machine draft, status P, so no RIS can mistake it for a signed result. ``control_id``: MSH-10
-    (``draft_control_id``); a fresh one when empty."""
+    (``draft_control_id``); a fresh one when empty. A second NTE names the serving system that
+    drafted it (model.systems), so the RIS can show or audit it."""
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     control = control_id or f"RFD{int(time.time() * 1000)}{next(_counter) % 10000:04d}"
     segments = [
@@ -36,5 +38,7 @@ def draft_oru(institution: str, accession: str, impression: str, model_id: str, 
                         17: DRAFT_METHOD}),
         segment("NTE", {1: "1", 3: escape(f"Draft by {model_id}; requires radiologist review")}),
     ]
+    if system:
+        segments.append(segment("NTE", {1: "2", 3: escape(f"{SYSTEM_NOTE}{system}")}))
     codec = "gb18030" if charset.upper().startswith("GB") else "utf-8"
     return ("\r".join(segments) + "\r").encode(codec)

@@ -39,6 +39,7 @@ class DraftRequest:
     findings: str
     language: str
     adapter: str | None = None  # a key of the loaded adapters, or BASE; None: route by institution
+    body_system: str = ""  # with the institution, the segment whose serving system drafts it (model.systems)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Draft:
     model_id: str
     template_id: str
     adapter_version: str = ""  # the drafting system: "name/version" of the adapter (+cases), base+fewshot, "" base
+    system: str = ""  # the serving system's registry name (model.systems), set by the segment router
 
 
 class Drafter(Protocol):

@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from model.cases import Case
 from model.drafter import Draft, DraftRequest
+from model.rerank import same_text
 from radflow.codes import CJK, DraftGuard
 
 _WORD = re.compile(r"[\w\u4e00-\u9fff]+")
@@ -91,15 +92,42 @@ class CaseIndex:
 
     def __init__(self) -> None:
         self._indexes: dict[str, BM25] = defaultdict(BM25)
+        self._impressions: dict[str, Counter[str]] = defaultdict(Counter)  # institution -> same_key -> count
         self._lock = threading.Lock()
 
     def add(self, institution: str, accession: str, findings: str, impression: str) -> None:
         if findings and impression:
             with self._lock:
-                self._indexes[institution].add(Case(accession, findings, impression))
+                index = self._indexes[institution]
+                if accession in index.keys:  # a correction: the earlier impression no longer counts
+                    self._impressions[institution][same_text(index.docs[index.keys[accession]].impression)] -= 1
+                index.add(Case(accession, findings, impression))
+                self._impressions[institution][same_text(impression)] += 1
+
+    def impression_count(self, institution: str, impression: str) -> int:
+        """How many signed cases of the institution have this impression (whitespace and case aside)."""
+        with self._lock:
+            return self._impressions[institution][same_text(impression)] if institution in self._impressions else 0
+
+    def size(self, institution: str) -> int:
+        with self._lock:
+            index = self._indexes.get(institution)
+            return len(index.docs) if index else 0
+
+    def scored(self, institution: str, findings: str, k: int, exclude: str = "") -> list[tuple[float, Case]]:
+        """The ``k`` most similar signed cases with their BM25 scores, best first."""
+        with self._lock:
+            index = self._indexes.get(institution)
+            return index.search(findings, k, exclude) if index else []
 
     def __len__(self) -> int:
         return sum(len(index.docs) for index in self._indexes.values())
+
+    def count(self, institution: str) -> int:
+        """Signed cases of ``institution`` (the cold-start rule of model.systems reads it)."""
+        with self._lock:
+            index = self._indexes.get(institution)
+            return len(index.docs) if index else 0
 
     def similar(self, institution: str, findings: str, k: int, exclude: str = "") -> list[Case]:
         with self._lock:

@@ -153,6 +153,39 @@ class Settings:
         default=3,
         metadata=_env("FEWSHOT_K", "Day 0: similar signed cases of the institution as worked examples when an instruct base (chat template) drafts without an adapter (0: off)."),
     )
+    system_min_cases: int = field(
+        default=50,
+        metadata=_env("SYSTEM_MIN_CASES", "Signed cases an institution needs before a retrieval system (RADFLOW_SYSTEM_COLD) serves it instead of the base model (cold start)."),
+    )
+    system_cold: str = field(
+        default="retrieval",
+        metadata=_env("SYSTEM_COLD", "The system that serves a segment with enough signed cases and no champion chosen yet: `retrieval` or `consensus`."),
+    )
+    systems: str = field(
+        default="retrieval,consensus,ranker",
+        metadata=_env("SYSTEMS", "Drafting systems the gate tries per institution x body system (model/systems.py names: retrieval, consensus, ranker, rerank, model, fewshot, adapter-cases). `ranker` is the newest trained ranker, left out while none is trained (RADFLOW_RANKER_MIN_REPORTS)."),
+    )
+    ranker_min_reports: int = field(
+        default=200,
+        metadata=_env("RANKER_MIN_REPORTS", "Signed reports in storage (outside the gate's hold-out) before `radflow import` and `radflow systems choose` train a ranker for the gate to try (0: never)."),
+    )
+    ranker_max_reports: int = field(
+        default=1000,
+        metadata=_env("RANKER_MAX_REPORTS", "Most signed reports a ranker is trained on (a stable sample by accession hash): bounds the refit's cost, which grows linearly with it (docs/evaluation.md)."),
+    )
+    system_holdout: int = field(
+        default=100,
+        metadata=_env("SYSTEM_HOLDOUT", "Most signed reports per segment the gate drafts (each left out of the cases it drafts from) to compare systems."),
+    )
+    consensus_k: int = field(
+        default=5, metadata=_env("CONSENSUS_K", "Similar signed cases the consensus system votes among.")
+    )
+    rerank_k: int = field(
+        default=2, metadata=_env("RERANK_K", "Similar signed cases the rerank system lets the model choose among (their summed log-probability; k=2 and the sum chosen on validation, docs/evaluation.md).")
+    )
+    rerank_shots: int = field(
+        default=5, metadata=_env("RERANK_SHOTS", "Similar signed cases as worked examples in the rerank system's prompt (an instruct base; 0: none).")
+    )
     train_recipe: str = field(
         default="",
         metadata=_env("TRAIN_RECIPE", "Refit recipe: a YAML file or `paper` / `embedded`. Empty: `embedded` for the bootstrap model, `paper` otherwise."),
@@ -164,7 +197,8 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise SettingsError(f"{_var(name)}={port} is not a TCP port (0-65535)")
-        for name in ("partitions", "draft_batch", "max_new_tokens", "bootstrap_steps", "drift_chunk"):
+        for name in ("partitions", "draft_batch", "max_new_tokens", "bootstrap_steps", "drift_chunk", "consensus_k",
+                     "rerank_k", "system_holdout", "ranker_max_reports"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_var(name)} must be at least 1, got {getattr(self, name)}")
         if self.worker_role not in set(WorkerRole):
@@ -175,6 +209,12 @@ class Settings:
             raise SettingsError(f"{_var('retrieval_k')} must be 0 or more, got {self.retrieval_k}")
         if self.fewshot_k < 0:
             raise SettingsError(f"{_var('fewshot_k')} must be 0 or more, got {self.fewshot_k}")
+        if self.ranker_min_reports < 0:
+            raise SettingsError(f"{_var('ranker_min_reports')} must be 0 or more, got {self.ranker_min_reports}")
+        if self.system_min_cases < 0:
+            raise SettingsError(f"{_var('system_min_cases')} must be 0 or more, got {self.system_min_cases}")
+        if self.system_cold not in ("retrieval", "consensus"):
+            raise SettingsError(f"{_var('system_cold')}={self.system_cold!r} is not retrieval or consensus")
         if self.drift_reference_chunks < 2:
             raise SettingsError(f"{_var('drift_reference_chunks')} must be at least 2 to estimate a band")
         if self.mllp_idle_timeout <= 0:
@@ -238,8 +278,18 @@ class Settings:
         return Path(self.adapter_dir) if self.adapter_dir else (self.home / "adapters").resolve()
 
     @property
+    def resolved_ranker_dir(self) -> Path:
+        """The ranker's versions, beside the adapters: ``$RADFLOW_HOME/rankers/ranker`` (model.ranker)."""
+        return (self.home / "rankers" / "ranker").resolve()
+
+    @property
     def resolved_train_recipe(self) -> str:
         return self.train_recipe or ("paper" if self.model_path else "embedded")
+
+    @property
+    def system_names(self) -> list[str]:
+        """RADFLOW_SYSTEMS as a list (checked against the registry where drafters are built)."""
+        return [n.strip() for n in self.systems.split(",") if n.strip()]
 
     def parsed_worklist_routes(self) -> dict[str, tuple[str, int]]:
         routes: dict[str, tuple[str, int]] = {}

@@ -18,6 +18,7 @@ from storage import processed as processed_log
 from storage.deliveries import DeliveryLog
 from storage.processed import ProcessedLog
 from storage.registry import AdapterRegistry
+from storage.systems import SystemRegistry
 from storage.tables import (
     AlertRow,
     DraftRow,
@@ -31,7 +32,7 @@ from storage.tables import (
 Row = TypeVar("Row", DraftRow, OrderRow, ScoreRow, SignedReportRow)
 
 
-class Repository(AdapterRegistry, ProcessedLog, DeliveryLog):
+class Repository(AdapterRegistry, SystemRegistry, ProcessedLog, DeliveryLog):
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}

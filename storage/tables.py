@@ -55,6 +55,7 @@ class DraftRow(SQLModel, table=True):
     delivered_at: float | None = None
     latency_ms: float = 0.0
     created_at: float = Field(default_factory=time.time, index=True)
+    system: str = ""  # the serving system that drafted it (model.systems)
 
 
 class ScoreRow(SQLModel, table=True):
@@ -80,6 +81,7 @@ class ScoreRow(SQLModel, table=True):
     inputs: str = ""  # digest of the draft and signed texts scored (streams.pairing.inputs_of): a replay is a no-op
     drift_chunk: int = -1  # the drift window that counted this score, once it closed; -1: none yet
     created_at: float = Field(default_factory=time.time, index=True)
+    system: str = ""  # the serving system whose draft was scored
 
 
 class OrderRow(SQLModel, table=True):
@@ -224,3 +226,41 @@ class ProcessedMessageRow(SQLModel, table=True):
     status: str = ""  # OBR-25 of a result (P, F, C, X), "order" for an order
     agent: str = ""  # which agent recorded it: draft, score, orders
     processed_at: float = Field(default_factory=time.time, index=True)
+
+
+class SystemRow(SQLModel, table=True):
+    """One promotion of a drafting system (model/systems.py) for a segment (institution × body
+    system). ``status`` champion serves; retired ones are kept for rollback."""
+
+    __tablename__ = "serving_systems"
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution: str = Field(index=True)
+    body_system: str = Field(index=True)
+    system: str  # a registry name: retrieval, consensus, rerank, ...
+    status: str = AdapterStatus.CHAMPION.value  # champion, retired, rejected (rolled back)
+    reason: str = ""  # cold start, the gate's decision, manual, rollback
+    n: int = 0  # held-out reports the gate drafted
+    delta_rougeL: float = 0.0
+    p_value: float = 1.0
+    promoted_at: float = Field(default_factory=time.time)
+
+
+class SystemEvalRow(SQLModel, table=True):
+    """The gate's evidence: a challenger against a segment's champion on its held-out reports."""
+
+    __tablename__ = "system_evals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_at: float = Field(default_factory=time.time, index=True)  # one gate run
+    institution: str = Field(index=True)
+    body_system: str
+    champion: str
+    challenger: str
+    n: int = 0
+    champion_rougeL: float = 0.0
+    challenger_rougeL: float = 0.0
+    delta_rougeL: float = 0.0
+    p_value: float = 1.0
+    promoted: bool = False
+    reason: str = ""

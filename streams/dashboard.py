@@ -20,6 +20,7 @@ from radflow.settings import Settings
 from storage.repository import Repository
 from streams.offsets import OffsetGuard
 from streams.pages import CHART_WINDOWS, ROLLING_WINDOW, WindowRule, render_overview, render_pairs
+from streams.serving_view import name_systems, segment_systems, served_summary
 
 Page = Callable[[View, Request], Awaitable[Response]]
 
@@ -81,8 +82,10 @@ def _register_api(app: faust.App, protected: Callable[[Page], Page], repository:
         institutions = await asyncio.to_thread(repository.score_summary, ROLLING_WINDOW)
         segments = await asyncio.to_thread(repository.segment_summary, ROLLING_WINDOW)
         alerts = await asyncio.to_thread(repository.alerts, 20)
+        served = await asyncio.to_thread(served_summary, repository)  # drafting systems, all-time scores
+        segments = name_systems(segments, {(s["institution"], s["body_system"]): s for s in served["systems"]})
         return web.json({"window": ROLLING_WINDOW, "institutions": institutions, "segments": segments,
-                         "alerts": [a.model_dump(exclude={"id"}) for a in alerts]})
+                         "alerts": [a.model_dump(exclude={"id"}) for a in alerts], **served})
 
     @app.page("/api/stats")
     @protected
@@ -123,6 +126,7 @@ def _register_quality_pages(app: faust.App, access: _Access, settings: Settings,
         segments = await asyncio.to_thread(repository.segment_summary, ROLLING_WINDOW, institution or None)
         keys = [(s["institution"], s["body_system"]) for s in segments]
         charts = await asyncio.to_thread(repository.chart_windows, keys, CHART_WINDOWS)
+        segments = name_systems(segments, await asyncio.to_thread(segment_systems, repository))
         alerts = await asyncio.to_thread(repository.alerts, 20)
         if institution:
             alerts = [a for a in alerts if a.institution == institution]

@@ -137,12 +137,13 @@ def render_overview(segments: list[dict[str, Any]], charts: Mapping[tuple[str, s
             link = _link("/pairs", token, institution=s["institution"], body_system=s["body_system"])
             rows.append(
                 f"<tr class=segment><td><a href='{link}'>{html.escape(s['institution'])}</a></td>"
-                f"<td>{html.escape(s['body_system'])}</td><td>{s['n']}</td><td>{s['rouge1']:.3f}</td>"
+                f"<td>{html.escape(s['body_system'])}</td><td class=system>{html.escape(s.get('system') or '-')}</td>"
+                f"<td>{s['n']}</td><td>{s['rouge1']:.3f}</td>"
                 f"<td>{s['rouge2']:.3f}</td><td>{s['rougeL']:.3f}</td><td>{s['missed_rate']:.0%}</td>"
                 f"<td>{s['over_rate']:.0%}</td><td>{rouge_chart}</td><td>{rates_chart}</td></tr>")
         body = "".join(rows)
     else:
-        body = "<tr><td colspan=10 class=muted>No scored reports yet: a draft is scored when its signed report arrives.</td></tr>"
+        body = "<tr><td colspan=11 class=muted>No scored reports yet: a draft is scored when its signed report arrives.</td></tr>"
     alert_rows = "".join(
         f"<tr class=alert><td>{html.escape(a.institution)}</td><td>{html.escape(a.body_system)}</td>"
         f"<td>{a.chunk}</td><td>{html.escape(a.metric)}</td><td>{a.value:.3f}</td><td>{a.low:.3f} – {a.high:.3f}</td></tr>"
@@ -154,9 +155,10 @@ of the last {CHART_WINDOWS} drift windows' mean (<span style="color:#2a6">R-L</s
 <span style="color:#c9a">R-2</span>; <span style="color:#c33">missed</span>, <span style="color:#e90">over</span>)
 with the reference band (mean ± 3 sd) shaded. A window closes every {windows.chunk} signed reports of a
 segment{_warmup_words(windows)}; the band appears once the first {windows.reference_chunks} windows have closed.
-Missed and over are the shares of drafts that miss or add a finding.</p>
+Missed and over are the shares of drafts that miss or add a finding. The drafting system is the one serving the
+segment (`radflow systems list`).</p>
 {journal_line(journal)}
-<table id=segments><tr><th>institution</th><th>body system</th><th>n</th><th>R-1</th><th>R-2</th><th>R-L</th>
+<table id=segments><tr><th>institution</th><th>body system</th><th>drafting system</th><th>n</th><th>R-1</th><th>R-2</th><th>R-L</th>
 <th>missed</th><th>over</th><th>ROUGE per window</th><th>missed / over per window</th></tr>{body}</table>
 <h2>Drift alerts</h2><table id=alerts><tr><th>institution</th><th>body system</th><th>window</th><th>metric</th>
 <th>value</th><th>band</th></tr>{alert_rows}</table>""", token)

@@ -31,11 +31,12 @@ class DraftHalf:
     draft: str
     adapter_version: str = ""
     guard: str = ""
+    system: str = ""  # the serving system that drafted it (model.systems); not part of the digest
 
     @classmethod
     def of(cls, row: DraftRecord | DraftRow) -> Self:
         """From the draft's record or, after a short recovery, its row."""
-        return cls(row.draft, row.adapter_version, row.guard)
+        return cls(row.draft, row.adapter_version, row.guard, row.system)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,6 @@ def score(pair: PendingPair, at: float) -> tuple[PendingPair, ScoreRecord]:
         institution=signed.institution, accession=signed.accession, body_system=signed.body_system,
         language=signed.language, rouge1=r.rouge1, rouge2=r.rouge2, rougeL=r.rougeL, missed=r.missed, over=r.over,
         missed_concepts=r.missed_concepts, over_concepts=r.over_concepts,
-        adapter_version=draft.adapter_version, signed_status=signed.status, created_at=at,
+        adapter_version=draft.adapter_version, signed_status=signed.status, created_at=at, system=draft.system,
     )
     return dataclasses.replace(pair, scored_at=at, inputs=inputs_of(draft, signed)), record

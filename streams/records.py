@@ -40,6 +40,7 @@ class DraftRecord(WireRecord):
     guard: str = DraftGuard.NONE.value  # radflow.codes.DraftGuard: why the text was altered or replaced
     latency_ms: float = 0.0
     created_at: float = field(default_factory=time.time)
+    system: str = ""  # the serving system that drafted it (model.systems); "" in records older than it
 
     def to_row(self) -> DraftRow:
         return DraftRow(**dataclasses.asdict(self))
@@ -64,6 +65,7 @@ class ScoreRecord(WireRecord):
     adapter_version: str = ""
     signed_status: str = "F"
     created_at: float = field(default_factory=time.time)
+    system: str = ""  # the serving system whose draft was scored
 
     def to_row(self) -> ScoreRow:
         data = dataclasses.asdict(self)

@@ -23,15 +23,23 @@ class Example:
     language: str
     findings: str
     impression: str
+    split: str = ""  # the corpus's own assignment (train/val/test), read only with --split-field
 
     @property
     def segment(self) -> tuple[str, str]:
         return self.institution, self.body_system
 
 
-def split_of(institution: str, accession: str) -> str:
-    """train (80 %), val (10 %) or test (10 %), fixed for the life of the accession."""
-    bucket = int.from_bytes(hashlib.sha256(f"{institution}|{accession}".encode()).digest()[:4], "big") % 10
+#: A corpus's own split names, as ``--split-field`` reads them, and the split each one means.
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+               "dev": "val", "test": "test", "testing": "test"}
+
+
+def split_of(institution: str, accession: str, salt: str = "") -> str:
+    """train (80 %), val (10 %) or test (10 %), fixed for the life of the accession. ``salt``
+    moves the split (``radflow eval --split-salt``); empty is the split every refit uses."""
+    key = f"{salt}|{institution}|{accession}" if salt else f"{institution}|{accession}"
+    bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 10
     return "train" if bucket < 8 else "val" if bucket == 8 else "test"
 
 
@@ -67,9 +75,10 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", "", text).lower()
 
 
-def build(examples: Iterable[Example]) -> Dataset:
+def build(examples: Iterable[Example], salt: str = "", own_split: bool = False) -> Dataset:
     """Split and deduplicate: one example per (institution, accession), and a findings/impression
-    text pair seen before (a copied template report) only once."""
+    text pair seen before (a copied template report) only once. ``own_split``: each example's
+    ``split`` (the corpus's assignment) instead of the hash; ``salt`` moves the hash split."""
     by_key: dict[tuple[str, str], Example] = {}
     for e in examples:
         if e.findings.strip() and e.impression.strip():
@@ -83,7 +92,8 @@ def build(examples: Iterable[Example]) -> Dataset:
             data.duplicates += 1
             continue
         seen.add(text)
-        data.split(split_of(e.institution, e.accession)).append(e)
+        name = SPLIT_NAMES[e.split.lower()] if own_split else split_of(e.institution, e.accession, salt)
+        data.split(name).append(e)
     return data
 
 

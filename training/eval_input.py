@@ -28,6 +28,7 @@ class Fields:
     body: str = "body_part,body_system"
     id: str = "id,accession"
     language: str = "language"
+    split: str = ""  # the corpus's own train/validation/test column (--split-field); "": the hash split
 
 
 def _get(row: dict, names: str) -> str:
@@ -71,7 +72,8 @@ def read_reports(paths: Sequence[Path], fields: Fields = Fields(), limit: int | 
             language = _get(row, fields.language) or language_of(findings + impression)
             body = _get(row, fields.body) or "other"
             out.append(ds.Example(institution, _get(row, fields.id) or f"{path.stem}-{n}", body,
-                                  "zh" if language.startswith("zh") else "en", findings, impression))
+                                  "zh" if language.startswith("zh") else "en", findings, impression,
+                                  _own_split(row, fields.split, f"{path.name}:{n}")))
             taken += 1
             if limit and taken >= limit:
                 break
@@ -80,6 +82,29 @@ def read_reports(paths: Sequence[Path], fields: Fields = Fields(), limit: int | 
     if not out:
         raise TrainingError("no usable rows: every row lacks findings or impression (see --findings-field)")
     return out
+
+
+def as_ingested(examples: list[ds.Example]) -> list[ds.Example]:
+    """The reports with findings and impression cleaned as ingest cleans an HL7 result
+    (ingest/clean.py): what `radflow serve` stores, drafts from and scores against."""
+    import dataclasses
+
+    from ingest.clean import clean_text
+
+    out = [dataclasses.replace(e, findings=clean_text(e.findings), impression=clean_text(e.impression)) for e in examples]
+    return [e for e in out if e.findings and e.impression]
+
+
+def _own_split(row: dict, field: str, where: str) -> str:
+    """The row's own split under ``--split-field`` ("" when the hash split is asked for)."""
+    if not field:
+        return ""
+    value = _get(row, field)
+    if value.lower() not in ds.SPLIT_NAMES:
+        found = f"{value!r} is not one of {', '.join(sorted(ds.SPLIT_NAMES))}" if value else "it has none"
+        raise TrainingError(f"--split-field {field}: {where}: {found}; drop --split-field to split by the "
+                            f"accession hash (--split-salt moves it)")
+    return value
 
 
 def _report(err: TextIO | None, message: str) -> None:

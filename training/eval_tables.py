@@ -11,10 +11,13 @@ from pathlib import Path
 
 from model.scoring.aggregate import METRICS
 from training import dataset as ds
-from training.gate import ReportScore, means
+from training.gate import ReportScore, approximate_randomisation, means
 
 GROUPS = {"institution": lambda e: e.institution, "body_part": lambda e: e.body_system,
           "body_system": lambda e: e.body_system}
+#: Baselines every other system is compared with, report by report, when they are in the run.
+BASELINES = ("retrieval", "consensus")
+ROUNDS = 5000  # approximate randomisation rounds: p-values down to about 2e-4
 HEADERS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "missed_rate": "missed", "over_rate": "over"}
 
 
@@ -76,11 +79,36 @@ def markdown(result: EvalResult, groups: Sequence[str], command: str = "") -> st
                 name = "**all**" if value == "all" else value
                 lines.append(f"| {name} | {cells[systems[0]]['n']} | " + " | ".join(rendered) + " |")
             lines.append("")
+    lines += paired(result)
     lines += ["Systems:", ""] + [f"- `{s}`: {result.notes.get(s, '')}" for s in systems] + [""]
     lines.append("ROUGE F1 as `radflow score` computes it (jieba words for Chinese, rouge-score with stemming for "
                  "English); missed and over are the share of reports with at least one missed or over-called finding "
                  "(lexicon proxies). Bold: the best system of the row.")
     return "\n".join(lines) + "\n"
+
+
+def paired(result: EvalResult) -> list[str]:
+    """Each system against each baseline of the run, per institution and overall: the difference
+    of mean R-L and its two-sided paired approximate-randomisation p-value (training/gate.py)."""
+    lines: list[str] = []
+    institutions = sorted({e.institution for e in result.test}) + ["all"]
+    for baseline in (b for b in BASELINES if b in result.scores):
+        others = [s for s in result.scores if s != baseline]
+        if not others:
+            continue
+        lines += [f"### R-L against {baseline}, paired (difference, p)", "",
+                  "| institution | n | " + " | ".join(others) + " |", "|---|---:|" + "---:|" * len(others)]
+        for value in institutions:
+            index = [i for i, e in enumerate(result.test) if value == "all" or e.institution == value]
+            base = [result.scores[baseline][i].rougeL for i in index]
+            cells = []
+            for system in others:
+                mine = [result.scores[system][i].rougeL for i in index]
+                p = approximate_randomisation(mine, base, ROUNDS, seed=0)
+                cells.append(f"{(sum(mine) - sum(base)) / max(1, len(index)):+.4f} (p={p:.4f})")
+            lines.append(f"| {'**all**' if value == 'all' else value} | {len(index)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def chart(result: EvalResult, groups: Sequence[str], path: Path) -> None:

@@ -6,6 +6,11 @@ once per system and only scored. Systems:
 
 - ``last-sentence``: the findings' last sentence (a trivial baseline);
 - ``retrieval``: the impression of the most similar train report of the same institution (BM25);
+- ``consensus``: among the k most similar train reports of the institution, the impression that
+  agrees most with the others (mean R-L; model/consensus.py), k chosen per institution on
+  validation (``consensus_k`` fixes it, as RADFLOW_CONSENSUS_K serves it); ``ranker``: a LightGBM
+  lambdarank model trained on the train split picks among them (training/consensus_eval.py;
+  neither uses the base model);
 - ``base``: the base model with its own prompt (a checkpoint, or one bootstrapped on the train split);
 - ``fewshot``: day 0, an instruct base with the k most similar train reports of the same
   institution as worked examples in a chat prompt (model/fewshot.py);
@@ -16,7 +21,9 @@ once per system and only scored. Systems:
 - ``retrieval-rerank``: the untrained base picks, among the k most similar train reports of the
   institution, the impression it finds most likely given the findings (k and the score chosen on
   the validation split; training/rerank_eval.py); ``fewshot-rerank``: the same, the 5 most
-  similar cases as worked examples in its prompt.
+  similar cases as worked examples in its prompt;
+- ``rerank``: the reranker as ``radflow serve`` serves it (model/systems.py): k, the summed
+  log-probability and the worked examples fixed (``rerank_k``, ``rerank_shots``), nothing chosen.
 
 Each system's test drafts are saved under ``<out>/drafts/`` with what produced them, and each
 adapter under ``<out>/adapters/``: the same command run again (with more systems, or after a
@@ -45,31 +52,40 @@ from training.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
-SYSTEMS = ("last-sentence", "retrieval", "base", "fewshot", "shared-adapter", "institution-adapters",
-           "adapters-retrieval", "retrieval-rerank", "fewshot-rerank")
-MODEL_SYSTEMS = SYSTEMS[2:]
+SYSTEMS = ("last-sentence", "retrieval", "consensus", "ranker", "base", "fewshot", "shared-adapter",
+           "institution-adapters", "adapters-retrieval", "retrieval-rerank", "fewshot-rerank", "rerank")
+MODEL_SYSTEMS = SYSTEMS[4:]
 
 
 def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model_path: Path | None = None,
              bootstrap_config: BootstrapConfig | None = None, systems: Sequence[str] = SYSTEMS,
              progress: bool = True, device: str | None = None, batch: int = 16, fewshot_k: int = 3,
              cases_k: int = 1, train_per_institution: int | None = None,
-             max_input_tokens: int = 448, partial: bool = False) -> EvalResult:
+             max_input_tokens: int = 448, partial: bool = False, consensus_k: int | None = None,
+             rerank_k: int = 2, rerank_shots: int = 5, as_ingested: bool = False, split_salt: str = "",
+             own_split: bool = False) -> EvalResult:
     """The systems side by side on the test split. ``partial``: train and draft nothing, score
-    what earlier (killed) runs of the same command saved, on the test reports every system has."""
+    what earlier (killed) runs of the same command saved, on the test reports every system has.
+    ``as_ingested``: the texts cleaned as ingest stores them (what `radflow serve` drafts and scores).
+    ``split_salt`` moves the hash split; ``own_split``: each report's own split (--split-field).
+    ``consensus_k``: one k for every institution (None: chosen per institution on validation)."""
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown:
         raise TrainingError(f"--systems: unknown {unknown}; known: {', '.join(SYSTEMS)}")
     bootstrap_config = bootstrap_config or BootstrapConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = ds.build(examples)
+    data = ds.build(examples, split_salt, own_split)
+    if as_ingested:  # split and deduplicated as read (as `radflow import` and `replay` do), then cleaned
+        from training.eval_input import as_ingested as clean
+
+        data = ds.Dataset(clean(data.train), clean(data.val), clean(data.test), data.duplicates)
     if not data.test:
         raise TrainingError("the test split is empty: too few reports")
     log.info("evaluation data: %s (%d duplicates dropped)", data.counts(), data.duplicates)
     notes: dict[str, str] = {}
     texts: dict[str, list[str]] = {}
     test = drafting_order(data.test, batch, recipe.seed)
-    index = _draft_baselines(systems, data.train, test, texts, notes)
+    index = _draft_baselines(systems, data, test, texts, notes, consensus_k)
     model_systems = [s for s in systems if s in MODEL_SYSTEMS]
     if model_systems and partial:
         if model_path is None:
@@ -94,13 +110,22 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
         run = EvalDrafter(drafter, cache, test, model_path, recipe, out_dir, device, batch, progress, notes)
         _draft_model_systems(systems, run, _adapter_data(data, train_per_institution, recipe.seed), texts,
                              fewshot_k, cases_k, train_per_institution)
+        if "rerank" in systems:
+            from model.systems import rerank_drafter
+
+            assert drafter.retrieval is not None  # the train split's case index
+            served = rerank_drafter(loaded, drafter.retrieval, rerank_k, rerank_shots, max_input_tokens)
+            texts["rerank"] = run.draft("rerank", BASE, f"the served reranker: k={rerank_k}, summed log-probability, "
+                                        f"{rerank_shots} worked examples", using=served,
+                                        extra={"k": rerank_k, "shots": rerank_shots})
     return _scored(test, texts, notes)
 
 
-def _draft_baselines(systems: Sequence[str], train: list[ds.Example], test: list[ds.Example],
-                     texts: dict[str, list[str]], notes: dict[str, str]) -> CaseIndex:
-    """The two baselines that need no model; returns the train split's case index, which the
+def _draft_baselines(systems: Sequence[str], data: ds.Dataset, test: list[ds.Example],
+                     texts: dict[str, list[str]], notes: dict[str, str], consensus_k: int | None = None) -> CaseIndex:
+    """The systems that need no model; returns the train split's case index, which the
     drafter also uses to put similar cases before a prompt."""
+    train = data.train
     requests = [DraftRequest(e.institution, e.accession, e.findings, e.language) for e in test]
     if "last-sentence" in systems:
         texts["last-sentence"] = [d.text for d in EchoDrafter().draft(requests)]
@@ -111,6 +136,20 @@ def _draft_baselines(systems: Sequence[str], train: list[ds.Example], test: list
     if "retrieval" in systems:
         texts["retrieval"] = [d.text for d in RetrievalDrafter(index).draft(requests)]
         notes["retrieval"] = f"BM25 top-1 over {len(train)} train reports, per institution"
+    if "consensus" in systems and consensus_k is not None:  # one k, as `radflow serve` serves it
+        from model.consensus import ConsensusDrafter
+
+        texts["consensus"] = [d.text for d in ConsensusDrafter(index, default_k=consensus_k).draft(requests)]
+        notes["consensus"] = f"the most agreed impression among the BM25 top-{consensus_k} train reports, per institution"
+    if ("consensus" in systems and consensus_k is None) or "ranker" in systems:
+        from training import consensus_eval
+
+        if not data.val:
+            raise TrainingError("consensus and ranker choose their settings on the validation split, which is empty")
+        if "consensus" in systems and consensus_k is None:
+            texts["consensus"], notes["consensus"] = consensus_eval.consensus_drafts(index, data.val, test)
+        if "ranker" in systems:
+            texts["ranker"], notes["ranker"] = consensus_eval.ranker_drafts(train, data.val, test, index)
     return index
 
 

@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from radflow.cli import data, evaluation, journal, model, serving, training
+from radflow.cli import archive, data, evaluation, journal, model, serving, training
 from radflow.errors import RadflowError
 from radflow.settings import Settings
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     journal.add_commands(sub)
     model.add_commands(sub)
     data.add_commands(sub)
+    archive.add_commands(sub)
     sub.add_parser("settings", help="list the settings and their variables").set_defaults(func=cmd_settings)
     training.add_commands(sub)
     evaluation.add_commands(sub)

@@ -1,5 +1,6 @@
 """Adapter hot swap: every draft worker serves the champions in storage, and swaps when the
-adapters topic announces a promotion or a rollback.
+adapters topic announces a promotion or a rollback (of an adapter, or of a segment's drafting
+system: model.systems, whose events name ``systems``).
 
 A task, not an agent: an agent reads in the worker's consumer group, so only one drafter would
 hear each promotion. This reads with no group, from the latest offset, and on any event asks
@@ -44,10 +45,21 @@ class AdapterDeps:
     consumer: Callable[[], Any] | None = None  # AIOKafkaConsumer factory; tests pass their own
 
 
+@runtime_checkable
+class ChoosingDrafter(Protocol):
+    """A drafter that serves a system per segment (model.systems.SegmentRouter)."""
+
+    def set_champions(self, champions: Mapping[tuple[str, str], str]) -> list[str]: ...
+
+
 async def swap(deps: AdapterDeps, reason: str) -> list[str]:
-    """Serve the champions in storage; returns the slots that changed."""
+    """Serve the champions in storage (adapters, and each segment's system); returns what changed."""
     wanted = await asyncio.to_thread(lambda: serving_specs(deps.repository.champions()))  # database and files
-    changes = await asyncio.get_running_loop().run_in_executor(deps.model_thread, deps.drafter.set_adapters, wanted)
+    loop = asyncio.get_running_loop()
+    changes = await loop.run_in_executor(deps.model_thread, deps.drafter.set_adapters, wanted)
+    if isinstance(deps.drafter, ChoosingDrafter):  # the gate announces its choices on the same topic
+        systems = await asyncio.to_thread(deps.repository.system_champions)
+        changes += await loop.run_in_executor(deps.model_thread, deps.drafter.set_champions, systems)
     deps.stats["adapter_swaps"] += len(changes)
     log.info("adapters checked (%s): %d changed", reason, len(changes))
     return changes

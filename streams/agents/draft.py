@@ -92,7 +92,8 @@ async def draft_batch(deps: DraftDeps, values: Iterable[bytes | str]) -> int:
     deps.stats["replays_skipped"] += len(replayed)
     if not todo:
         return 0
-    requests = [DraftRequest(e.institution, e.accession, e.findings, e.language) for e in todo]
+    requests = [DraftRequest(e.institution, e.accession, e.findings, e.language, body_system=e.body_system)
+                for e in todo]
     started = time.perf_counter()
     results = await asyncio.get_running_loop().run_in_executor(deps.model_thread, deps.drafter.draft, requests)
     if deps.observe is not None:
@@ -102,7 +103,7 @@ async def draft_batch(deps: DraftDeps, values: Iterable[bytes | str]) -> int:
             institution=event.institution, accession=event.accession, body_system=event.body_system,
             language=event.language, findings=event.findings, draft=result.text, model_id=result.model_id,
             adapter_version=result.adapter_version, template_id=result.template_id, guard=result.guard,
-            latency_ms=result.latency_ms,
+            latency_ms=result.latency_ms, system=result.system,
         )
         done = [done_row(e) for e in preliminary if e.key == event.key]  # done with the draft, in its transaction
         await asyncio.to_thread(deps.repository.upsert, record.to_row(), done)  # stored before it is announced

@@ -153,7 +153,7 @@ async def score_stored(deps: ScoreDeps) -> int:
         draft = DraftRecord(institution=row.institution, accession=row.accession, body_system=row.body_system,
                             language=row.language, findings=row.findings, draft=row.draft, model_id=row.model_id,
                             adapter_version=row.adapter_version, template_id=row.template_id, guard=row.guard,
-                            latency_ms=row.latency_ms, created_at=row.created_at)
+                            latency_ms=row.latency_ms, created_at=row.created_at, system=row.system)
         scored += await score_one(deps, draft.to_json()) is not None
     if scored:
         log.info("scored %d stored pairs that had no score", scored)

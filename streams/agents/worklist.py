@@ -57,7 +57,8 @@ async def deliver(deps: WorklistDeps, institution: str, accession: str) -> str |
     if draft is None or draft.id is None:
         return None
     control = draft_control_id(draft.institution, draft.accession, draft.draft, draft.created_at)
-    message = draft_oru(draft.institution, draft.accession, draft.draft, draft.model_id, control_id=control)
+    message = draft_oru(draft.institution, draft.accession, draft.draft, draft.model_id, control_id=control,
+                        system=draft.system)
     try:
         outcome = await deps.sender.send(institution, message)
     except asyncio.CancelledError:  # the worker stops: the draft is due again at once, not after the lease

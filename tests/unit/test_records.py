@@ -18,9 +18,9 @@ from streams.records import SCHEMA_VERSION, AdapterEvent, AlertRecord, DraftReco
 #: The fields each record carries on the wire (kind and schema_version come first in every one).
 SCHEMA = {
     DraftRecord: ["institution", "accession", "body_system", "language", "findings", "draft", "model_id",
-                  "adapter_version", "template_id", "guard", "latency_ms", "created_at"],
+                  "adapter_version", "template_id", "guard", "latency_ms", "created_at", "system"],
     ScoreRecord: ["institution", "accession", "body_system", "language", "rouge1", "rouge2", "rougeL", "missed",
-                  "over", "missed_concepts", "over_concepts", "adapter_version", "signed_status", "created_at"],
+                  "over", "missed_concepts", "over_concepts", "adapter_version", "signed_status", "created_at", "system"],
     AlertRecord: ["institution", "body_system", "adapter_version", "chunk", "metric", "value", "low", "high",
                   "created_at"],
     AdapterEvent: ["event", "name", "version", "at"],

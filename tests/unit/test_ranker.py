@@ -1,0 +1,87 @@
+"""The trained ranker of retrieved impressions (model/ranker.py, training/ranker_train.py) on a
+small generated corpus: real BM25, real ROUGE, real LightGBM lambdarank."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from model.drafter import DraftRequest
+from model.ranker import RANKER_META, RankerDrafter, latest_version, load_ranker, rankers_dir
+from model.ranker_features import FEATURES, candidates
+from radflow.errors import ModelError, TrainingError
+from training import dataset as ds
+from training import ranker_train as rt
+
+FINDINGS = ["nodule", "effusion", "consolidation", "pneumothorax", "atelectasis", "cardiomegaly"]
+SIDES = ["left", "right"]
+FILLER = ["The heart size is normal.", "The mediastinum is unremarkable.", "No acute bony abnormality.",
+          "Degenerative changes of the spine.", "The trachea is midline.", "Lines and tubes are unchanged.",
+          "Prior sternotomy wires are intact.", "Surgical clips project over the abdomen."]
+
+
+def corpus(n: int, seed: int = 3, institution: str = "SITE") -> list[ds.Example]:
+    """Findings whose one abnormality (side and kind) the impression names, in a lot of shared
+    filler: BM25's nearest case often matches the filler, not the abnormality."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        finding, side = rng.choice(FINDINGS), rng.choice(SIDES)
+        filler = rng.sample(FILLER, 4)
+        findings = " ".join(filler[:2] + [f"There is a {side} {finding}."] + filler[2:])
+        out.append(ds.Example(institution, f"A{i:05d}", "chest", "en", findings, f"{side.title()} {finding}."))
+    return out
+
+
+def test_leave_one_out_never_offers_a_report_its_own_impression_count() -> None:
+    examples = corpus(60)
+    index = rt.index_of(examples)
+    e = examples[0]
+    found = candidates(index, e.institution, e.findings, e.language, 5, exclude=e.accession,
+                       own_impression=e.impression)
+    assert found and all(c.case.key != e.accession for c in found)
+    history = FEATURES.index("history_log")
+    same = sum(x.impression == e.impression for x in examples) - 1
+    for c in found:
+        if c.case.impression == e.impression:
+            import math
+
+            assert c.features[history] == pytest.approx(math.log1p(same))
+    assert len({c.case.impression for c in found}) == len(found)  # distinct impressions only
+
+
+def test_trained_ranker_beats_the_nearest_case_on_validation_and_is_a_versioned_artifact(tmp_path: Path) -> None:
+    examples = corpus(700)
+    path = rt.train_ranker(examples, tmp_path / "rankers", ks=(5, 10), leaves=(7,), trees=(40,))
+    assert path == tmp_path / "rankers" / "ranker" / "v0001"
+    meta = json.loads((path / RANKER_META).read_text())
+    assert meta["features"] == list(FEATURES) and meta["k"] in (5, 10)
+    data = ds.build(examples)  # duplicates dropped, the test split held out
+    assert meta["window"]["reports"] == len(data.train) + len(data.val) < len(examples)
+    metrics = meta["metrics"]
+    assert metrics["validation_rougeL"] > metrics["validation_top1_rougeL"] + 0.05  # it learnt to read the findings
+    assert metrics["validation_rougeL"] <= metrics["validation_oracle_rougeL"] + 1e-9
+
+    index = rt.index_of(examples)
+    drafter = RankerDrafter.load(path, index)
+    new = corpus(30, seed=99)
+    drafts = drafter.draft([DraftRequest(e.institution, e.accession, e.findings, e.language) for e in new])
+    assert {d.adapter_version for d in drafts} == {"ranker/v0001"}
+    assert all(d.text and d.guard == "" for d in drafts)
+    right = sum(d.text == e.impression for d, e in zip(drafts, new))
+    assert right >= 20, f"only {right} of 30 drafts name the abnormality"
+    [empty] = drafter.draft([DraftRequest("ELSEWHERE", "x", new[0].findings, "en")])
+    assert (empty.text, empty.guard) == ("", "empty")
+    assert rt.train_ranker(examples, tmp_path / "rankers", ks=(5,), leaves=(7,), trees=(10,)).name == "v0002"
+    assert latest_version(rankers_dir(tmp_path)) == tmp_path / "rankers" / "ranker" / "v0002"
+    assert latest_version(tmp_path / "nowhere") is None
+
+
+def test_bad_artifacts_and_too_little_data_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not a radflow ranker"):
+        load_ranker(tmp_path)
+    with pytest.raises(TrainingError, match="train and validation"):
+        rt.train_ranker(corpus(3), tmp_path / "rankers")
