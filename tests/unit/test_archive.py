@@ -160,5 +160,5 @@ def test_the_summary_names_each_segments_system_and_scores_all_time(tmp_path: Pa
     (a,) = summary["served"]
     assert a["n"] == 3 and a["rougeL"] == pytest.approx(1.1 / 3) and a["systems"] == {"consensus": 2, "retrieval": 1}
     segments = name_systems(repository.segment_summary(), segment_systems(repository))
-    page = render_overview(segments, [], [], "")
+    page = render_overview(segments, {}, [], "")
     assert "<td class=system>consensus</td>" in page and "<td class=system>retrieval</td>" in page
