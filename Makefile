@@ -42,7 +42,7 @@ $(VENV)/.system: | $(STAMP)
 	@touch $@
 
 test: $(STAMP) $(VENV)/.system  ## mypy, then the whole test suite (unit, then integration against the embedded broker)
-	$(BIN)/mypy radflow ingest streams model training storage
+	$(BIN)/mypy radflow kernel ingest streams model training evaluation storage
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
@@ -52,8 +52,8 @@ test-integration: $(STAMP) $(VENV)/.system
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)  ## ruff and mypy on the packages
-	$(BIN)/ruff check radflow ingest streams model training storage tests bench
-	$(BIN)/mypy radflow ingest streams model training storage
+	$(BIN)/ruff check radflow kernel ingest streams model training evaluation storage tests bench
+	$(BIN)/mypy radflow kernel ingest streams model training evaluation storage
 
 bench: $(STAMP)  ## benchmarks: tables and ratios measured in one run
 	$(BIN)/python bench/ingest.py

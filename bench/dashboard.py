@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from sqlmodel import SQLModel  # noqa: E402
 
-from radflow.broker import EmbeddedBroker  # noqa: E402
-from radflow.codes import BODY_SYSTEMS  # noqa: E402
-from radflow.settings import Settings  # noqa: E402
+from kernel.broker import EmbeddedBroker  # noqa: E402
+from kernel.codes import BODY_SYSTEMS  # noqa: E402
+from kernel.settings import Settings  # noqa: E402
 from storage.repository import Repository  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 

@@ -27,7 +27,7 @@ def random_checkpoint(shape: dict[str, int], out: Path, device: str) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from model.bootstrap import train_tokenizer
+    from model.acquire.bootstrap import train_tokenizer
 
     torch.manual_seed(0)
     config = LlamaConfig(**shape, bos_token_id=1, eos_token_id=2, pad_token_id=0)  # bootstrap's specials

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from ingest.hl7 import parse  # noqa: E402
 from ingest.mllp import MLLPClient, ack_code  # noqa: E402
 from ingest.reports import to_report_event  # noqa: E402
-from radflow.broker import EmbeddedBroker  # noqa: E402
+from kernel.broker import EmbeddedBroker  # noqa: E402
 from radflow.demodata import feed, generate_reports  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 

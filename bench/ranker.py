@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from evaluation.inputs import read_reports  # noqa: E402
 from model.consensus import ConsensusDrafter  # noqa: E402
 from model.drafter import DraftRequest  # noqa: E402
 from model.ranker import Ranker, RankerDrafter, load_ranker  # noqa: E402
@@ -32,7 +33,6 @@ from model.retrieval import RetrievalDrafter  # noqa: E402
 from model.scoring import rouge  # noqa: E402
 from training import dataset as ds  # noqa: E402
 from training import ranker_train as rt  # noqa: E402
-from training.eval_input import read_reports  # noqa: E402
 
 REPORTS = ROOT.parent / "shared" / "corpora" / "reports"
 CHOSEN = {"k": 15, "leaves": 15, "trees": 400}  # validation's choice on the default split (docs/evaluation.md)

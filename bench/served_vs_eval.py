@@ -1,6 +1,6 @@
 """Served against evaluated: the R-L that `radflow serve` scored per institution (``/api/summary``
 after `radflow replay` of a split) beside the offline figure of the same systems on the same
-reports (``training.evaluation.run_eval``, the function behind `radflow eval`).
+reports (``evaluation.run.run_eval``, the function behind `radflow eval`).
 
 Each test report is counted under the system that served its segment (the champions in storage,
 as `radflow systems list` shows them), so an institution whose segments are served by different
@@ -21,13 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # bench/ingest.py must not shadow the ingest package
 
+from evaluation.inputs import Fields, read_reports  # noqa: E402
+from evaluation.run import run_eval  # noqa: E402
 from model.scoring.aggregate import means  # noqa: E402
 from model.systems import CASE_SYSTEMS, is_ranker  # noqa: E402
 from radflow.archive import served  # noqa: E402
 from storage.repository import Repository  # noqa: E402
 from training.dataset import Example  # noqa: E402
-from training.eval_input import Fields, read_reports  # noqa: E402
-from training.evaluation import run_eval  # noqa: E402
 from training.gate import ReportScore  # noqa: E402
 from training.recipe import Recipe  # noqa: E402
 
@@ -89,11 +89,11 @@ def main() -> None:
 def _ranker_scores(system: str, examples: list[Example], rankers: Path | None,
                    as_ingested: bool) -> dict[tuple[str, str, str], ReportScore]:
     """A served ranker version's scores on the test split, its cases the train split (as run_eval's)."""
+    from evaluation.inputs import as_ingested as clean
+    from kernel.settings import Settings
     from model.ranker import RankerDrafter
     from model.systems import Loaded, ranker_version
-    from radflow.settings import Settings
     from training import dataset as ds
-    from training.eval_input import as_ingested as clean
     from training.gate import score_drafts
     from training.ranker_train import index_of
     from training.systems_gate import draft_all

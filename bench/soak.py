@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ingest.mllp import MLLPClient, ack_code  # noqa: E402
+from kernel.settings import Settings  # noqa: E402
 from radflow.demodata import feed, generate_reports, to_hl7  # noqa: E402
 from radflow.services import ensure_model, start_listener, start_stack, wait_for_dashboard  # noqa: E402
-from radflow.settings import Settings  # noqa: E402
 from storage.repository import Repository  # noqa: E402
 from storage.tables import DraftRow, ScoreRow  # noqa: E402
 from tests.conftest import free_port  # noqa: E402

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 
 from ingest.hl7 import Encoding, HL7Message, escape
-from radflow.codes import AckCode
+from kernel.codes import AckCode
 
 ACCEPT, ERROR, REJECT = AckCode.ACCEPT, AckCode.ERROR, AckCode.REJECT
 _counter = itertools.count(1)

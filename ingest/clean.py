@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from radflow.codes import language_of  # noqa: F401  # re-exported: ingest.reports reads it here
+from kernel.codes import language_of  # noqa: F401  # re-exported: ingest.reports reads it here
 
 #: Section titles as they open a block of text (Chinese and English exports).
 SECTION_TITLE = re.compile(

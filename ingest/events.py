@@ -1,4 +1,4 @@
-"""Typed events that ingest hands to the rest of radflow: ``radflow.wire.WireRecord``s, JSON on
+"""Typed events that ingest hands to the rest of radflow: ``kernel.wire.WireRecord``s, JSON on
 the reports, orders and dead-letter topics, versioned like every record there."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import base64
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from radflow.codes import SIGNED_STATUSES, ResultStatus
-from radflow.wire import WireRecord
+from kernel.codes import SIGNED_STATUSES, ResultStatus
+from kernel.wire import WireRecord
 
 #: OBR-25 result status values radflow acts on (names kept for ingest's readers).
 PRELIMINARY, FINAL = ResultStatus.PRELIMINARY, ResultStatus.FINAL

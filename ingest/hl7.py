@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from radflow.errors import HL7ParseError
+from kernel.errors import HL7ParseError
 
 SEGMENT_END = "\r"
 

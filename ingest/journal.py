@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from radflow.errors import IngestError
+from kernel.errors import IngestError
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from ingest.journal import Entry, Journal, JournalError, JournalFull
 from ingest.mapping import DEFAULT_MAPPING, FieldMapping
 from ingest.reports import classify, to_order_event, to_report_event
 from ingest.sink import EventSink
-from radflow.codes import COMMIT_OF, AckCode
-from radflow.errors import HL7ParseError, UnsupportedMessage
-from radflow.metrics import Registry
+from kernel.codes import COMMIT_OF, AckCode
+from kernel.errors import HL7ParseError, UnsupportedMessage
+from kernel.metrics import Registry
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ingest.clean import DEFAULT_BOILERPLATE
-from radflow.codes import BODY_SYSTEMS
-from radflow.errors import IngestError
+from kernel.codes import BODY_SYSTEMS
+from kernel.errors import IngestError
 
 
 @dataclass(frozen=True)

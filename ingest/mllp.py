@@ -12,7 +12,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 
-from radflow.errors import FramingError
+from kernel.errors import FramingError
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"

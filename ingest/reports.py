@@ -11,8 +11,8 @@ from ingest.clean import clean_text, language_of
 from ingest.events import OrderEvent, ReportEvent
 from ingest.hl7 import HL7Message
 from ingest.mapping import DEFAULT_MAPPING, FieldMapping
-from radflow.codes import BodySystem, ResultStatus
-from radflow.errors import HL7ParseError, UnsupportedMessage
+from kernel.codes import BodySystem, ResultStatus
+from kernel.errors import HL7ParseError, UnsupportedMessage
 
 #: Message types acknowledged without processing (nothing for radflow to draft in them).
 IGNORED_TYPES = frozenset({"ADT", "ACK", "SIU", "MDM", "DFT", "BAR", "QRY", "QBP", "RSP", "MFN", "VXU"})

@@ -13,7 +13,7 @@ from ingest.listener import IngestTopics, Listener
 from ingest.mapping import FieldMapping
 from ingest.mllp import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, MLLPServer
 from ingest.sink import EventSink, KafkaSink
-from radflow.errors import IngestError
+from kernel.errors import IngestError
 
 
 @dataclass
@@ -28,7 +28,7 @@ class IngestService:
         """Prometheus metrics at http://host:port/metrics (RADFLOW_INGEST_METRICS_PORT)."""
         from aiohttp import web
 
-        from radflow.metrics import CONTENT_TYPE
+        from kernel.metrics import CONTENT_TYPE
 
         async def metrics(request: web.Request) -> web.Response:
             connections = f"# HELP radflow_ingest_connections Open MLLP connections.\n" \

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from radflow.errors import BrokerError
+from kernel.errors import BrokerError
 
 
 class EventSink(Protocol):

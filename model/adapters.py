@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from radflow.errors import ModelError
+from kernel.errors import ModelError
 
 ADAPTER_META = "radflow_adapter.json"
 SHARED = "shared"

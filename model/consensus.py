@@ -14,10 +14,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kernel.codes import DraftGuard
 from model.cases import Case, CaseSource
 from model.drafter import Draft, DraftRequest
 from model.scoring.rouge import score
-from radflow.codes import DraftGuard
 
 
 @dataclass(frozen=True)

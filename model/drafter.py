@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kernel.codes import DraftGuard
 from model import fewshot
 from model.adapters import BASE, AdapterSpec, route
 from model.cases import CaseSource as CaseIndex  # the protocol model.retrieval.CaseIndex implements
@@ -27,7 +28,6 @@ from model.guards import cut_repetition, is_empty, stop_at_labels
 from model.loader import LoadedModel
 from model.prompts import PromptTemplate, template_for
 from model.serving import Decoder
-from radflow.codes import DraftGuard
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class DraftRequest:
 @dataclass(frozen=True)
 class Draft:
     text: str
-    guard: str  # radflow.codes.DraftGuard: why the text was altered or replaced ("" when it was not)
+    guard: str  # kernel.codes.DraftGuard: why the text was altered or replaced ("" when it was not)
     latency_ms: float
     model_id: str
     template_id: str

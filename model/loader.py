@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.bootstrap import META_FILE
-from radflow.errors import ModelError
+from kernel.errors import ModelError
+from model.acquire.bootstrap import META_FILE
 
 log = logging.getLogger(__name__)
 

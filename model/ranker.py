@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kernel.errors import ModelError
 from model.adapters import next_version
 from model.drafter import Draft, DraftRequest
 from model.ranker_features import FEATURES, Candidate, ScoredCases, candidates
-from radflow.errors import ModelError
 
 if TYPE_CHECKING:
     from model.loader import LoadedModel

@@ -29,10 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from kernel.codes import DraftGuard
 from model import fewshot
 from model.drafter import Draft, DraftRequest
 from model.prompts import template_for
-from radflow.codes import DraftGuard
 
 if TYPE_CHECKING:
     from model.cases import Case, CaseSource

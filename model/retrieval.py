@@ -15,10 +15,10 @@ import threading
 from collections import Counter, defaultdict
 from functools import lru_cache
 
+from kernel.codes import CJK, DraftGuard
 from model.cases import Case
 from model.drafter import Draft, DraftRequest
 from model.rerank import same_text
-from radflow.codes import CJK, DraftGuard
 
 _WORD = re.compile(r"[\w\u4e00-\u9fff]+")
 

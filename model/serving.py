@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from radflow.errors import ModelError
+from kernel.errors import ModelError
 
 DECODE_MODES = ("hf", "greedy", "int8", "static")
 

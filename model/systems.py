@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kernel.errors import ModelError
 from model import fewshot
 from model.adapters import BASE, AdapterSpec
 from model.drafter import Draft, Drafter, DraftRequest, ModelDrafter
-from radflow.errors import ModelError
 
 if TYPE_CHECKING:
     from model.cases import CaseSource

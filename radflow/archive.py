@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from evaluation.inputs import Fields, read_reports
 from ingest.clean import DEFAULT_BOILERPLATE, clean_text
 from ingest.reports import MAX_ID, body_system_of
-from radflow.codes import ResultStatus
-from radflow.errors import TrainingError
+from kernel.codes import ResultStatus
+from kernel.errors import TrainingError
 from storage.tables import SignedReportRow
 from training import dataset as ds
-from training.eval_input import Fields, read_reports
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "test": "test"}
 _HL7_UNSAFE = re.compile(r"[|^~\\&\s]")

@@ -8,6 +8,7 @@ import logging
 import time
 
 from ingest.mllp import MLLPClient, ack_code
+from kernel.settings import Settings
 from model.scoring.aggregate import ROUGE, pooled
 from radflow.demodata import FeedItem, feed, generate_reports
 from radflow.interrupts import Interrupts
@@ -17,7 +18,6 @@ from radflow.services import (
     start_stack,
     wait_for_dashboard,
 )
-from radflow.settings import Settings
 from storage.repository import Repository
 from storage.tables import DraftRow, ScoreRow
 

@@ -31,8 +31,8 @@ from typing import Literal
 from ingest.ack import ACCEPT, build_ack
 from ingest.hl7 import escape, parse, segment
 from ingest.mllp import MLLPClient, MLLPServer, ack_code
+from kernel.codes import ResultStatus
 from radflow.archive import served
-from radflow.codes import ResultStatus
 from training import dataset as ds
 
 Finals = Literal["after-draft", "at-end", "none"]

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from ingest.mapping import load_mappings
 from ingest.service import IngestService, start_ingest, tls_context
-from model.bootstrap import BootstrapConfig, bootstrap
-from radflow import processes
-from radflow.broker import EmbeddedBroker, ensure_topics
-from radflow.errors import RadflowError
-from radflow.settings import Settings
+from kernel import processes
+from kernel.broker import EmbeddedBroker, ensure_topics
+from kernel.errors import RadflowError
+from kernel.settings import Settings
+from model.acquire.bootstrap import BootstrapConfig, bootstrap
 from streams.topics import TopicNames
 
 TRAIN_SEED = 7
@@ -60,9 +60,9 @@ def ensure_model(settings: Settings, progress: bool = True) -> Path:
     """The configured model (a catalog name is pulled on first use), or the bootstrap model
     (trained once, then cached)."""
     if settings.model_path:
-        from model.catalog import CATALOG, is_pulled, models_dir
-        from model.fetch import default_source
-        from model.pull import ensure_pulled
+        from model.acquire.catalog import CATALOG, is_pulled, models_dir
+        from model.acquire.fetch import default_source
+        from model.acquire.pull import ensure_pulled
 
         path = settings.resolved_model_path
         if settings.model_path in CATALOG and path.parent == models_dir(settings.home) and not is_pulled(path):

@@ -19,7 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from radflow.codes import DELIVERED_ACKS, DraftStatus
+from kernel.codes import DELIVERED_ACKS, DraftStatus
 from storage.tables import DraftRow
 
 SENDING = "sending"

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, exists, text, update
 from sqlmodel import Session, col, select
 
-from radflow.codes import DraftStatus
+from kernel.codes import DraftStatus
 from storage.tables import DraftRow, SignedReportRow
 
 

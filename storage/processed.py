@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
-from radflow.errors import StorageError
+from kernel.errors import StorageError
 from storage.tables import ProcessedMessageRow
 
 #: Ids per IN (...) query: well under SQLite's and PostgreSQL's bound on bound parameters.

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from radflow.codes import AdapterStatus
-from radflow.errors import StorageError
+from kernel.codes import AdapterStatus
+from kernel.errors import StorageError
 from storage.tables import AdapterEvalRow, AdapterRow, TrainingRunRow
 
 

@@ -10,9 +10,9 @@ from sqlalchemy import event, func, inspect, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
+from kernel.codes import SIGNED_STATUSES, DraftStatus, ResultStatus
+from kernel.errors import StorageError
 from model.scoring.aggregate import ROUGE, means
-from radflow.codes import SIGNED_STATUSES, DraftStatus, ResultStatus
-from radflow.errors import StorageError
 from storage import indexes, pending, summaries
 from storage import processed as processed_log
 from storage.deliveries import DeliveryLog

@@ -13,8 +13,8 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from radflow.codes import AdapterStatus
-from radflow.errors import StorageError
+from kernel.codes import AdapterStatus
+from kernel.errors import StorageError
 from storage.tables import DraftRow, ScoreRow, SystemEvalRow, SystemRow
 
 Segment = tuple[str, str]  # (institution, body system)

@@ -6,7 +6,7 @@ import time
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
-from radflow.codes import AdapterStatus, DraftGuard, DraftStatus, ResultStatus
+from kernel.codes import AdapterStatus, DraftGuard, DraftStatus, ResultStatus
 
 
 class SignedReportRow(SQLModel, table=True):
@@ -47,7 +47,7 @@ class DraftRow(SQLModel, table=True):
     model_id: str = ""
     adapter_version: str = ""
     template_id: str = ""
-    guard: str = DraftGuard.NONE.value  # radflow.codes.DraftGuard: why the text was altered or replaced
+    guard: str = DraftGuard.NONE.value  # kernel.codes.DraftGuard: why the text was altered or replaced
     status: str = DraftStatus.DRAFT.value  # SIGNED once its signed report is stored; RETRACTED once cancelled
     delivery: str = ""  # sending it to the RIS worklist: "", sending, AA/CA, AR/CR, failed (retried later)
     delivery_attempts: int = 0
@@ -154,7 +154,7 @@ class AdapterRow(SQLModel, table=True):
     path: str
     template_family: str = "1"
     base_model_id: str = ""
-    status: str = AdapterStatus.CANDIDATE.value  # radflow.codes.AdapterStatus
+    status: str = AdapterStatus.CANDIDATE.value  # kernel.codes.AdapterStatus
     run_id: int | None = None
     created_at: float = Field(default_factory=time.time)
     promoted_at: float | None = None

@@ -2,7 +2,7 @@
 
 Settings that the embedded broker (Tansu) needs: a 6 s session timeout (joins otherwise take
 20 s and more), no idempotent producer and at-least-once processing; source topics are created
-up front with the changelogs' partition count (see ``radflow.broker.ensure_topics``).
+up front with the changelogs' partition count (see ``kernel.broker.ensure_topics``).
 Which record crosses which topic: docs/architecture.md.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 
 import faust
 
+from kernel.codes import WorkerRole
+from kernel.metrics import Registry
+from kernel.settings import Settings
 from model.cases import CaseSource
 from model.drafter import Drafter
-from radflow.codes import WorkerRole
-from radflow.metrics import Registry
-from radflow.settings import Settings
 from storage.repository import Repository
 from streams.agents import Send
 from streams.agents.adapters import AdapterDeps, SwappingDrafter, adapter_task

@@ -15,8 +15,8 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from radflow.metrics import CONTENT_TYPE, Registry
-from radflow.settings import Settings
+from kernel.metrics import CONTENT_TYPE, Registry
+from kernel.settings import Settings
 from storage.repository import Repository
 from streams.offsets import OffsetGuard
 from streams.pages import CHART_WINDOWS, ROLLING_WINDOW, WindowRule, render_overview, render_pairs

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import version as installed_version
 
-from radflow.errors import StreamsError
+from kernel.errors import StreamsError
 
 #: faust-streaming releases whose private attributes streams/offsets.py uses were read and tested: [low, high).
 VERIFIED = ((0, 15, 3), (0, 16, 0))

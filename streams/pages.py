@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kernel.codes import Language, language_of
 from model.scoring.rouge import segment_zh
-from radflow.codes import Language, language_of
 from storage.summaries import ChartWindows
 
 ROLLING_WINDOW = 50  # signed reports per segment in the rolling means

@@ -4,7 +4,7 @@ Ingest's events (``ingest.events``) cross the reports, orders and dead-letter to
 the rest. The wire schema is not the table schema: storage rows are built from a record
 (``to_row``), never sent as they are.
 
-Each record is a ``radflow.wire.WireRecord``: it carries ``kind`` and ``schema_version``, and
+Each record is a ``kernel.wire.WireRecord``: it carries ``kind`` and ``schema_version``, and
 its readers follow the compatibility rules written there.
 """
 
@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
-from radflow.codes import AdapterChange, DraftGuard
-from radflow.wire import SCHEMA_VERSION, WireRecord
+from kernel.codes import AdapterChange, DraftGuard
+from kernel.wire import SCHEMA_VERSION, WireRecord
 from storage.tables import AlertRow, DraftRow, OrderRow, ScoreRow, SignedReportRow
 
 __all__ = ["SCHEMA_VERSION", "AdapterChange", "AdapterEvent", "AlertRecord", "DraftRecord", "ScoreRecord", "row_of"]
@@ -37,7 +37,7 @@ class DraftRecord(WireRecord):
     model_id: str = ""
     adapter_version: str = ""
     template_id: str = ""
-    guard: str = DraftGuard.NONE.value  # radflow.codes.DraftGuard: why the text was altered or replaced
+    guard: str = DraftGuard.NONE.value  # kernel.codes.DraftGuard: why the text was altered or replaced
     latency_ms: float = 0.0
     created_at: float = field(default_factory=time.time)
     system: str = ""  # the serving system that drafted it (model.systems); "" in records older than it
@@ -100,7 +100,7 @@ class AdapterEvent(WireRecord):
     changed, storage says what serves."""
 
     kind: ClassVar[str] = "adapter"
-    event: str  # radflow.codes.AdapterChange
+    event: str  # kernel.codes.AdapterChange
     name: str  # "shared" or an institution
     version: str
     at: float = field(default_factory=time.time)

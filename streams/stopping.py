@@ -6,7 +6,7 @@ reachable that takes a second or two. Three things made it long, and each is bou
 - the broker is gone: Faust then waits its request timeout (90 s) on every commit and on leaving
   the group; or a draft batch on a busy CPU outlasts the stop ("Wait for streams..."). A
   watchdog exits ``grace`` seconds after the first signal, with a warning. (The processes
-  radflow starts itself keep the broker alive until the worker is gone; see radflow/processes.py.)
+  radflow starts itself keep the broker alive until the worker is gone; see kernel/processes.py.)
 - the broker goes away while the worker is still starting (creating topics, joining its group):
   mode would print a traceback and then wait on the missing broker. One error line names the
   setting, and the worker exits with code 1 within the same grace.

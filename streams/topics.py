@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ingest.listener import IngestTopics
-from radflow.codes import WorkerRole
+from kernel.codes import WorkerRole
 
 
 @dataclass(frozen=True)

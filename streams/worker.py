@@ -6,13 +6,13 @@ import asyncio
 import logging
 import time
 
+from kernel.broker import ensure_topics
+from kernel.codes import WorkerRole
+from kernel.settings import Settings
 from model.loader import LoadedModel, load_model
 from model.retrieval import CaseIndex
 from model.scoring.pair import warm_up
 from model.systems import MODEL, Loaded, SegmentRouter, build, with_champions
-from radflow.broker import ensure_topics
-from radflow.codes import WorkerRole
-from radflow.settings import Settings
 from storage.repository import Repository
 from streams.app import create_app
 from streams.stopping import StoppingWorker

@@ -16,8 +16,8 @@ from faust.web import Request, Response, View
 
 from ingest.events import FINAL, ReportEvent
 from ingest.mllp import MLLPClient, ack_code
-from radflow.codes import DELIVERED_ACKS, REJECTED_ACKS, Delivery
-from radflow.errors import FramingError
+from kernel.codes import DELIVERED_ACKS, REJECTED_ACKS, Delivery
+from kernel.errors import FramingError
 from storage.repository import Repository
 from storage.tables import DraftRow
 

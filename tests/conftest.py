@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model.bootstrap import BootstrapConfig, bootstrap
+from model.acquire.bootstrap import BootstrapConfig, bootstrap
 from radflow.demodata import generate_reports, write_pairs
 
 #: Small enough to train in seconds on two cores, big enough to emit real tokens.

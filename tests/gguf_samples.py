@@ -12,8 +12,8 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-from model.catalog import CatalogEntry, WheelMember
-from model.sanity import SENTENCES
+from model.acquire.catalog import CatalogEntry, WheelMember
+from model.acquire.sanity import SENTENCES
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # ids 0, 1, 2 as in SmolLM2
 CHAT_TEMPLATE = (

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.errors import TrainingError
 from model.adapters import AdapterSpec, write_meta
 from model.encoding import collate, encode_pair, pack, unpacked
 from model.loader import LoadedModel, load_model
-from radflow.errors import TrainingError
 from training.dataset import Example
 from training.recipe import Recipe
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.errors import TrainingError
 from model.ranker import Ranker, save_ranker
 from model.ranker_features import FEATURES, Candidate, candidates
 from model.retrieval import CaseIndex
 from model.scoring.clinical import compare
 from model.scoring.rouge import score
-from radflow.errors import TrainingError
 from training import dataset as ds
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from radflow.errors import TrainingError
+from kernel.errors import TrainingError
 
 RECIPES = Path(__file__).with_name("recipes")
 

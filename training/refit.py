@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernel.codes import AdapterChange, AdapterStatus
 from model import fewshot
 from model.adapters import BASE, SHARED, AdapterSpec, next_version, route, serving_specs
 from model.drafter import Drafter, DraftRequest, ModelDrafter
 from model.loader import load_model
 from model.retrieval import CaseIndex
-from radflow.codes import AdapterChange, AdapterStatus
 from storage.repository import Repository
 from storage.tables import AdapterEvalRow, AdapterRow, TrainingRunRow
 from training import dataset as ds

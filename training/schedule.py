@@ -8,8 +8,8 @@ import re
 import threading
 import time
 
+from kernel.errors import TrainingError
 from model.adapters import SHARED
-from radflow.errors import TrainingError
 from storage.repository import Repository
 from training.refit import Refitter
 

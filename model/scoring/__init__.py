@@ -7,7 +7,7 @@
 - ``aggregate``: the metric names and their means over a set of scores.
 
 Why here, in model/: scoring is about model output and depends on nothing but jieba, nltk and
-radflow.codes. Every caller already depends on model/ (streams hosts the drafter, training
+kernel.codes. Every caller already depends on model/ (streams hosts the drafter, training
 refits it, bench and the demo report on it), so this is the lowest package all of them share;
 in streams/ it made training import the streaming layer. Nothing below imports torch.
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kernel.codes import language_of
 from model.scoring import clinical, rouge
-from radflow.codes import language_of
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from radflow.codes import Language, language_of
+from kernel.codes import Language, language_of
 
 _EPS = 1e-8
 

@@ -7,9 +7,9 @@ import argparse
 import logging
 import sys
 
+from kernel.errors import RadflowError
+from kernel.settings import Settings
 from radflow.cli import archive, data, evaluation, journal, model, serving, training
-from radflow.errors import RadflowError
-from radflow.settings import Settings
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from radflow.settings import Settings
+from kernel.settings import Settings
 
 
-def _fields(args: argparse.Namespace):  # -> training.eval_input.Fields
-    from training.eval_input import Fields
+def _fields(args: argparse.Namespace):  # -> evaluation.inputs.Fields
+    from evaluation.inputs import Fields
 
     return Fields(args.findings_field, args.impression_field, args.institution_field, args.body_field,
                   args.id_field, args.language_field)
@@ -49,7 +49,7 @@ def _gate(settings: Settings, repository, model_needed: bool = True):  # -> trai
 
 def _refit_ranker(settings: Settings, repository) -> None:
     """A new ranker version from the signed reports in storage, for the gate to try (or none: why)."""
-    from radflow.errors import TrainingError
+    from kernel.errors import TrainingError
     from training import dataset as ds
     from training.ranker_refit import refit_ranker
 
@@ -198,7 +198,7 @@ def cmd_systems(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _add_fields(p: argparse.ArgumentParser) -> None:
-    """The input options of `radflow eval` (training/eval_input.py)."""
+    """The input options of `radflow eval` (evaluation/inputs.py)."""
     p.add_argument("--data", required=True, action="append", help="JSONL or CSV of reports (repeatable)")
     p.add_argument("--split", choices=("train", "validation", "test"),
                    help="only this split of `radflow eval`'s accession hash (default: every report)")

@@ -8,8 +8,8 @@ import sys
 from datetime import UTC
 from pathlib import Path
 
-from radflow.codes import DELIVERED_ACKS
-from radflow.settings import Settings
+from kernel.codes import DELIVERED_ACKS
+from kernel.settings import Settings
 
 
 def cmd_score(settings: Settings, args: argparse.Namespace) -> int:

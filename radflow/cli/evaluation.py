@@ -6,16 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from radflow.settings import Settings
+from kernel.settings import Settings
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     import shlex
 
-    from model.bootstrap import BootstrapConfig
-    from training.eval_input import Fields, read_reports
-    from training.eval_tables import GROUPS, write_outputs
-    from training.evaluation import run_eval
+    from evaluation.inputs import Fields, read_reports
+    from evaluation.run import run_eval
+    from evaluation.tables import GROUPS, write_outputs
+    from model.acquire.bootstrap import BootstrapConfig
     from training.recipe import Recipe
 
     groups = [g.strip() for g in args.group_by.split(",") if g.strip()]
@@ -36,7 +36,7 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     if args.model:
         import dataclasses
 
-        from model.catalog import resolve_model
+        from model.acquire.catalog import resolve_model
         from radflow.services import ensure_model
 
         resolve_model(args.model, settings.home, "--model")  # an unknown name: an error naming --model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from radflow.settings import Settings
+from kernel.settings import Settings
 
 
 def cmd_journal(settings: Settings, args: argparse.Namespace) -> int:

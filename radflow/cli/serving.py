@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
-from radflow.settings import Settings
+from kernel.settings import Settings
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

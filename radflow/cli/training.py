@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from radflow.settings import Settings
+from kernel.settings import Settings
 
 if TYPE_CHECKING:
     from training.refit import Refitter

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ingest.hl7 import escape, segment
-from radflow.codes import AckCode, ResultStatus
+from kernel.codes import AckCode, ResultStatus
 from radflow.demodata.reports import INSTITUTIONS, DemoReport
 
 

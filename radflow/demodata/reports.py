@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ingest.clean import clean_text
-from radflow.codes import CLASSIFIED_BODY_SYSTEMS
+from kernel.codes import CLASSIFIED_BODY_SYSTEMS
 from radflow.demodata.vocabulary import EN_SENTENCES, ZH_SENTENCES
 
 

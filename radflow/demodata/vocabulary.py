@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from radflow.codes import CLASSIFIED_BODY_SYSTEMS
+from kernel.codes import CLASSIFIED_BODY_SYSTEMS
 
 # (findings sentence, impression phrase); {s} is a side, {n} a size in mm.
 ZH_SENTENCES: dict[str, dict[str, Any]] = {  # system -> exam names, sentences, normal wording
@@ -144,4 +144,4 @@ EN_SENTENCES: dict[str, dict[str, Any]] = {  # system -> exam names, sentences, 
 }
 
 # The demo writes reports of every classified system (an exam of no known system has no sentences).
-assert set(ZH_SENTENCES) == set(EN_SENTENCES) == set(CLASSIFIED_BODY_SYSTEMS), "the demo vocabulary is radflow.codes.BodySystem"
+assert set(ZH_SENTENCES) == set(EN_SENTENCES) == set(CLASSIFIED_BODY_SYSTEMS), "the demo vocabulary is kernel.codes.BodySystem"

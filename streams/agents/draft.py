@@ -19,9 +19,9 @@ from typing import Any
 import faust
 
 from ingest.events import ReportEvent
+from kernel.codes import DraftStatus, ResultStatus
 from model.cases import CaseSource
 from model.drafter import Drafter, DraftRequest
-from radflow.codes import DraftStatus, ResultStatus
 from storage.processed import processed
 from storage.repository import Repository
 from storage.tables import DraftRow, ProcessedMessageRow

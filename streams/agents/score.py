@@ -19,7 +19,7 @@ from typing import Any
 import faust
 
 from ingest.events import ReportEvent, pair_key
-from radflow.codes import ResultStatus
+from kernel.codes import ResultStatus
 from storage.processed import processed
 from storage.repository import Repository
 from storage.tables import DraftRow, ProcessedMessageRow, ScoreRow, SignedReportRow

@@ -20,7 +20,7 @@ from typing import Any
 import faust
 
 from ingest.outbound import draft_control_id, draft_oru
-from radflow.codes import DELIVERED_ACKS, REJECTED_ACKS, Delivery
+from kernel.codes import DELIVERED_ACKS, REJECTED_ACKS, Delivery
 from storage.repository import Repository
 from streams.agents import one_at_a_time
 from streams.records import DraftRecord

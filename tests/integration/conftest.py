@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from radflow.broker import EmbeddedBroker
-from radflow.settings import Settings
+from kernel.broker import EmbeddedBroker
+from kernel.settings import Settings
 from tests.conftest import free_port
 
 

@@ -75,7 +75,7 @@ async def test_never_aa_while_the_broker_is_down() -> None:
     """A real broker that goes away after the listener connected: the sender gets AE, never AA."""
     from ingest.listener import Listener
     from ingest.sink import KafkaSink
-    from radflow.broker import EmbeddedBroker
+    from kernel.broker import EmbeddedBroker
     from tests.conftest import free_port
 
     broker = EmbeddedBroker(free_port()).start()

@@ -14,7 +14,7 @@ import time
 
 from ingest.mllp import MLLPClient, ack_code
 from ingest.service import start_ingest
-from radflow.codes import WorkerRole
+from kernel.codes import WorkerRole
 from radflow.demodata import feed, generate_reports
 from storage.repository import Repository
 from storage.tables import DraftRow, ScoreRow

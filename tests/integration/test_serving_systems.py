@@ -16,8 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from kernel.settings import Settings
 from radflow.demodata import generate_reports, write_pairs
-from radflow.settings import Settings
 from storage.repository import Repository
 from storage.tables import DraftRow, ScoreRow
 from tests.conftest import free_port

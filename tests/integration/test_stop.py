@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from radflow.broker import EmbeddedBroker
+from kernel.broker import EmbeddedBroker
 from tests.conftest import free_port
 from tests.integration.browser import count_colour, rendered_dom, screenshot
 
@@ -240,7 +240,7 @@ def test_a_worker_whose_broker_dies_while_it_starts_stops_cleanly(launch, tmp_pa
 
 def test_demo_draws_a_chart_per_segment_then_stops_on_ctrl_c(launch, tmp_path: Path) -> None:
     """What a new user meets first: charts with points after the demo's first run, then Ctrl-C."""
-    from radflow.codes import CLASSIFIED_BODY_SYSTEMS as BODY_SYSTEMS  # the systems the demo writes
+    from kernel.codes import CLASSIFIED_BODY_SYSTEMS as BODY_SYSTEMS  # the systems the demo writes
     from radflow.demodata import INSTITUTIONS
     from streams.pages import SERIES_COLOURS
 

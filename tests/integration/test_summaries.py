@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import insert, text
 from sqlmodel import SQLModel
 
+from kernel.codes import BODY_SYSTEMS
 from model.scoring.aggregate import METRICS, ROUGE, means
-from radflow.codes import BODY_SYSTEMS
 from storage.repository import Repository
 from storage.tables import DraftRow, DriftChunkRow, ScoreRow, SignedReportRow
 from tests.integration.test_storage_backends import _open

@@ -18,8 +18,8 @@ import pytest
 
 from ingest.mllp import MLLPClient, ack_code
 from ingest.service import start_ingest
+from model.acquire.bootstrap import BootstrapConfig, bootstrap
 from model.adapters import read_spec, write_meta
-from model.bootstrap import BootstrapConfig, bootstrap
 from radflow import cli
 from radflow.demodata import INSTITUTIONS, generate_reports, to_hl7
 from radflow.services import adapter_publisher

@@ -14,9 +14,9 @@ import faust
 import pytest
 
 from ingest.events import OrderEvent, ReportEvent
+from kernel.codes import AdapterStatus, ResultStatus
 from model.adapters import write_meta
 from model.drafter import EchoDrafter
-from radflow.codes import AdapterStatus, ResultStatus
 from storage.repository import Repository
 from storage.tables import AdapterRow, AlertRow, DraftRow, OrderRow, ScoreRow, SignedReportRow
 from streams.agents.adapters import AdapterDeps, swap

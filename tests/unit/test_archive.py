@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from evaluation.inputs import Fields, read_reports
 from ingest.hl7 import parse
 from ingest.outbound import SYSTEM_NOTE, draft_oru
 from ingest.reports import to_report_event
+from kernel.codes import ResultStatus
 from radflow.archive import accession_for, read_split, served, signed_rows
-from radflow.codes import ResultStatus
 from storage.repository import Repository
 from storage.tables import DraftRow
 from streams.records import DraftRecord, ScoreRecord
 from training import dataset as ds
-from training.eval_input import Fields, read_reports
 
 LONG_ID = "covctr-2019-novel-Coronavirus-severe-adult-respiratory-dist_2020_International-Jour-p3-89%0.png"
 

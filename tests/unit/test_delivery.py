@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest.outbound import draft_control_id
-from radflow.codes import Delivery, DraftStatus
+from kernel.codes import Delivery, DraftStatus
 from storage.repository import Repository
 from storage.tables import DraftRow, SignedReportRow
 from streams.agents import worklist as worklist_agent

@@ -2,7 +2,7 @@ from collections import Counter
 
 from ingest.hl7 import parse
 from ingest.reports import to_report_event
-from radflow.codes import CLASSIFIED_BODY_SYSTEMS as BODY_SYSTEMS  # the systems the demo writes
+from kernel.codes import CLASSIFIED_BODY_SYSTEMS as BODY_SYSTEMS  # the systems the demo writes
 from radflow.demodata import INSTITUTIONS, feed, generate_reports
 
 

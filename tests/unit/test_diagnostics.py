@@ -12,7 +12,7 @@ import pytest
 from faust.transport.consumer import Consumer
 from intervaltree import IntervalTree
 
-from radflow.errors import StreamsError
+from kernel.errors import StreamsError
 from streams.faust_version import check_faust_version
 from streams.offsets import Hole, OffsetGuard
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from evaluation.inputs import Fields, read_reports
+from evaluation.run import run_eval
+from evaluation.tables import markdown
+from kernel.errors import TrainingError
 from radflow import cli
-from radflow.errors import TrainingError
 from training import dataset as ds
-from training.eval_input import Fields, read_reports
-from training.eval_tables import markdown
-from training.evaluation import run_eval
 from training.recipe import Recipe
 
 from .test_ranker import corpus

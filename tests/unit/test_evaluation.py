@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from model.bootstrap import BootstrapConfig
+from evaluation.inputs import Fields, drafting_order, read_reports, subsample
+from evaluation.run import SYSTEMS, run_eval
+from evaluation.tables import write_outputs
+from kernel.errors import TrainingError
+from model.acquire.bootstrap import BootstrapConfig
 from radflow import cli
 from radflow.demodata import generate_reports, write_pairs
-from radflow.errors import TrainingError
 from training import dataset as ds
-from training.eval_input import Fields, drafting_order, read_reports, subsample
-from training.eval_tables import write_outputs
-from training.evaluation import SYSTEMS, run_eval
 from training.recipe import Recipe
 
 REPORTS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "reports"

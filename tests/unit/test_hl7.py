@@ -1,7 +1,7 @@
 import pytest
 
 from ingest.hl7 import Encoding, escape, parse, unescape
-from radflow.errors import HL7ParseError
+from kernel.errors import HL7ParseError
 from tests import samples
 
 

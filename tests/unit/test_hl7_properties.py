@@ -11,7 +11,7 @@ from ingest.hl7 import escape, parse, segment, unescape
 from ingest.listener import IngestTopics, Listener
 from ingest.mllp import ack_code
 from ingest.sink import ListSink
-from radflow.errors import HL7ParseError
+from kernel.errors import HL7ParseError
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x0b\x1c"), max_size=60)
 

@@ -181,8 +181,8 @@ def test_done_is_read_from_the_processed_log_in_storage(tmp_path: Path) -> None:
 async def test_radflow_journal_and_the_dashboard_show_size_pending_and_age(tmp_path: Path, capsys) -> None:
     import argparse
 
+    from kernel.settings import Settings
     from radflow.cli.journal import cmd_journal
-    from radflow.settings import Settings
     from streams.dashboard import journal_figures
     from streams.pages import journal_line
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("radflow", "ingest", "streams", "model", "training", "storage")
+PACKAGES = ("radflow", "kernel", "ingest", "streams", "model", "training", "evaluation", "storage")
 
 
 def _modules() -> dict[str, Path]:
@@ -93,3 +93,16 @@ def test_no_import_cycle() -> None:
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
     assert len(graph) > 80 and graph["streams.agents.score"] >= {"streams.pairing", "storage.repository"}
     assert cycles(graph) == []
+
+
+def test_the_kernel_imports_no_layer_and_no_layer_imports_the_composition_root() -> None:
+    """kernel/ is what every layer may import; radflow/ (CLI, services, demo) imports the layers,
+    never the other way round."""
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    for name, imported in graph.items():
+        top = name.split(".")[0]
+        if top == "kernel":
+            assert {m.split(".")[0] for m in imported} <= {"kernel"}, name
+        elif top != "radflow":
+            assert not any(m.split(".")[0] == "radflow" for m in imported), name

@@ -7,7 +7,7 @@ from ingest.listener import IngestTopics, Listener
 from ingest.mapping import DEFAULT_MAPPING, load_mapping, load_mappings
 from ingest.reports import to_report_event
 from ingest.sink import ListSink
-from radflow.errors import IngestError
+from kernel.errors import IngestError
 
 # A RIS that labels its OBX with local codes nobody else uses, and adds its own boilerplate.
 LOCAL_CODES = (

@@ -1,4 +1,4 @@
-from radflow.metrics import Registry
+from kernel.metrics import Registry
 
 
 def test_prometheus_text_format() -> None:

@@ -89,8 +89,8 @@ async def test_tls(tmp_path) -> None:
 
 
 def test_tls_settings_must_come_in_pairs() -> None:
-    from radflow.errors import SettingsError
-    from radflow.settings import Settings
+    from kernel.errors import SettingsError
+    from kernel.settings import Settings
 
     with pytest.raises(SettingsError, match="RADFLOW_MLLP_TLS_KEY"):
         Settings.from_env({"RADFLOW_MLLP_TLS_CERT": "/x.pem"})

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from model.bootstrap import META_FILE, bootstrap, is_current
+from kernel.errors import ModelError
+from model.acquire.bootstrap import META_FILE, bootstrap, is_current
 from model.drafter import DraftRequest, EchoDrafter, ModelDrafter
 from model.guards import cut_repetition, is_empty
 from model.loader import load_model
 from model.prompts import TEMPLATES, template_for
-from radflow.errors import ModelError
 from tests.conftest import TINY
 
 

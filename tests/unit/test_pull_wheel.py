@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from model.catalog import CATALOG, PROVENANCE_FILE
+from kernel.errors import ModelError
+from kernel.settings import Settings
+from model.acquire.catalog import CATALOG, PROVENANCE_FILE
+from model.acquire.sanity import DEFAULT_BOUNDS, check_model
 from model.drafter import DraftRequest, ModelDrafter
 from model.loader import load_model
-from model.sanity import DEFAULT_BOUNDS, check_model
-from radflow.errors import ModelError
 from radflow.services import ensure_model
-from radflow.settings import Settings
 from tests.unit.test_pull import _without_merges
 
 WHEELS = Path(os.environ.get("MODEL_WHEEL_DIR") or Path(__file__).resolve().parents[2].parent / "cache" / "wheels")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from kernel.errors import ModelError, TrainingError
 from model.drafter import DraftRequest
 from model.ranker import RANKER_META, RankerDrafter, latest_version, load_ranker, rankers_dir
 from model.ranker_features import FEATURES, candidates
-from radflow.errors import ModelError, TrainingError
 from training import dataset as ds
 from training import ranker_train as rt
 

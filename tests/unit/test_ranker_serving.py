@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from kernel.settings import Settings
 from model.drafter import DraftRequest
 from model.retrieval import CaseIndex
 from model.systems import Loaded, SegmentRouter, build, with_champions
 from radflow import cli
-from radflow.settings import Settings
 from storage.repository import Repository
 from streams.worker import serving_router
 from tests.conftest import free_port

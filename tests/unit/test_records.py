@@ -1,5 +1,5 @@
 """The wire schema of every record that crosses a topic (ingest.events, streams.records, all
-radflow.wire.WireRecords): frozen, versioned, and apart from the table schema. A change here is a change every running worker reads: bump SCHEMA_VERSION when a
+kernel.wire.WireRecords): frozen, versioned, and apart from the table schema. A change here is a change every running worker reads: bump SCHEMA_VERSION when a
 field is renamed or changes meaning."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 import pytest
 
 from ingest.events import DeadLetter, OrderEvent, ReportEvent
-from radflow.errors import StreamsError
-from radflow.wire import WireRecord
+from kernel.errors import StreamsError
+from kernel.wire import WireRecord
 from storage.tables import AlertRow, DraftRow, ScoreRow
 from streams.records import SCHEMA_VERSION, AdapterEvent, AlertRecord, DraftRecord, ScoreRecord
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from ingest.events import OrderEvent, ReportEvent
+from kernel.codes import ResultStatus
 from model.drafter import DraftRequest, EchoDrafter
-from radflow.codes import ResultStatus
 from storage.repository import Repository
 from storage.tables import DraftRow, DriftChunkRow, OrderRow, ScoreRow, SignedReportRow
 from streams.agents.draft import DraftDeps, draft_batch

@@ -3,7 +3,7 @@ import pytest
 from ingest.clean import clean_text
 from ingest.hl7 import parse
 from ingest.reports import body_system_of, classify, to_report_event
-from radflow.errors import HL7ParseError, UnsupportedMessage
+from kernel.errors import HL7ParseError, UnsupportedMessage
 from tests import samples
 
 

@@ -1,5 +1,5 @@
 """The model as a reranker of retrieved cases (model/rerank.py) and its selection on validation
-(training/rerank_eval.py), on the session's tiny model."""
+(evaluation/rerank.py), on the session's tiny model."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from evaluation import rerank as rerank_eval
 from model.cases import Case
 from model.drafter import DraftRequest
 from model.loader import LoadedModel, load_model
 from model.rerank import RerankDrafter, Reranker, Scored, best, candidate_logprobs
 from model.retrieval import CaseIndex
 from training import dataset as ds
-from training import rerank_eval
 
 CASES = [Case("a1", "右肺上叶见磨玻璃影，边缘模糊。", "右肺上叶炎症"),
          Case("a2", "右肺上叶见磨玻璃影，边缘清楚。", "右肺上叶炎症"),  # the same impression again

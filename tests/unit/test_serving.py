@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from kernel.errors import ModelError, SettingsError
+from kernel.settings import Settings
 from model.adapters import BASE, write_meta
 from model.drafter import DraftRequest, ModelDrafter
 from model.loader import load_model
 from model.serving import Decoder, int8_linear
-from radflow.errors import ModelError, SettingsError
-from radflow.settings import Settings
 
 
 def _adapter(model_dir: Path, out: Path, name: str, seed: int) -> Path:

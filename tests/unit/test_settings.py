@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-from radflow.errors import SettingsError
-from radflow.settings import Settings
+from kernel.errors import SettingsError
+from kernel.settings import Settings
 
 
 def test_defaults_and_overrides() -> None:

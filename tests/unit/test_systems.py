@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from kernel.codes import AdapterStatus
+from kernel.errors import ModelError, StorageError
 from model.drafter import Draft, DraftRequest, EchoDrafter
 from model.loader import load_model
 from model.retrieval import CaseIndex
 from model.systems import MODEL, REGISTRY, Loaded, SegmentRouter, build
-from radflow.codes import AdapterStatus
-from radflow.errors import ModelError, StorageError
 from storage.repository import Repository
 from storage.tables import SignedReportRow
 from training import dataset as ds

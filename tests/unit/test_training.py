@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from radflow.errors import TrainingError
+from kernel.errors import TrainingError
 from training.dataset import Example, build, split_of
 from training.gate import ReportScore, approximate_randomisation, decide
 from training.recipe import Recipe

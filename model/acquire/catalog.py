@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.bootstrap import META_FILE
-from radflow.errors import ModelError
+from kernel.errors import ModelError
+from model.acquire.bootstrap import META_FILE
 
 #: The name of the directory the bootstrap model (trained here from generated reports) lives in.
 BOOTSTRAP = "bootstrap"
@@ -134,7 +134,7 @@ def resolve_model(value: str, home: Path, setting: str = "RADFLOW_MODEL_PATH") -
 
     Empty means the bootstrap model; an existing directory is used as it is (a user's own
     checkpoint); a catalog name means its directory under ``$RADFLOW_HOME/models`` (pulled or
-    not: :func:`model.pull.ensure_pulled` fetches it). Anything else is an error that names the
+    not: :func:`model.acquire.pull.ensure_pulled` fetches it). Anything else is an error that names the
     setting and says how to get a model.
     """
     if not value:

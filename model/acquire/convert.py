@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from radflow.errors import ModelError
+from kernel.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +23,11 @@ def load_gguf(gguf_path: Path, rebuild_tokenizer: bool) -> tuple[Any, Any]:
     directory, name = str(gguf_path.parent), gguf_path.name
     try:
         if rebuild_tokenizer:
-            from model.gguf_tokenizer import rebuild_tokenizer as rebuild
+            from model.acquire.gguf_tokenizer import rebuild_tokenizer as rebuild
 
             tokenizer = rebuild(gguf_path)
         else:
-            from model.gguf_tokenizer import special_token_ids
+            from model.acquire.gguf_tokenizer import special_token_ids
 
             tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
             for role, token_id in special_token_ids(gguf_path).items():

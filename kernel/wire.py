@@ -16,7 +16,7 @@ import json
 import logging
 from typing import Any, ClassVar, Self
 
-from radflow.errors import StreamsError
+from kernel.errors import StreamsError
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from radflow.codes import language_of
-from radflow.errors import TrainingError
+from kernel.codes import language_of
+from kernel.errors import TrainingError
 from training import dataset as ds
 
 

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from radflow import processes
-from radflow.errors import BrokerError
+from kernel import processes
+from kernel.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class EmbeddedBroker:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
         # Out of the terminal's process group: Ctrl-C must not take the broker away from a worker
-        # that is still committing; whoever started it stops it last (radflow.processes).
+        # that is still committing; whoever started it stops it last (kernel.processes).
         self.process = processes.spawn(
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.errors import ModelError
 from model.encoding import collate, encode_pair, unpacked
 from model.prompts import template_for
-from radflow.errors import ModelError
 
 log = logging.getLogger(__name__)
 
