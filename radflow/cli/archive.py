@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from kernel.settings import Settings
+from radflow.cli.evaluation import add_report_fields
 
 
 def _fields(args: argparse.Namespace):  # -> evaluation.inputs.Fields
@@ -203,12 +204,7 @@ def _add_fields(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("train", "validation", "test"),
                    help="only this split of `radflow eval`'s accession hash (default: every report)")
     p.add_argument("--limit", type=int, help="read at most this many rows per file")
-    p.add_argument("--findings-field", default="findings")
-    p.add_argument("--impression-field", default="impression")
-    p.add_argument("--institution-field", default="institution", help="absent: the file's name is the institution")
-    p.add_argument("--body-field", default="body_part,body_system", help="a,b: the first one present")
-    p.add_argument("--id-field", default="id,accession")
-    p.add_argument("--language-field", default="language", help="absent: detected from the text")
+    add_report_fields(p)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -56,6 +56,16 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def add_report_fields(p: argparse.ArgumentParser) -> None:
+    """Which column holds what in a JSONL or CSV of reports (evaluation/inputs.py); `radflow eval`,
+    `import` and `replay` read files the same way."""
+    p.add_argument("--findings-field", default="findings")
+    p.add_argument("--impression-field", default="impression")
+    p.add_argument("--institution-field", default="institution", help="absent: the file's name is the institution")
+    p.add_argument("--body-field", default="body_part,body_system", help="a,b: the first one present")
+    p.add_argument("--id-field", default="id,accession")
+    p.add_argument("--language-field", default="language", help="absent: detected from the text")
+
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`radflow eval` and its flags (the data, the systems, the fields of the input)."""
@@ -92,10 +102,5 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                         "(every row must have it)")
     p.add_argument("--partial", action="store_true",
                    help="draft and train nothing: score what a killed run of the same command saved in --out")
-    p.add_argument("--findings-field", default="findings")
-    p.add_argument("--impression-field", default="impression")
-    p.add_argument("--institution-field", default="institution", help="absent: the file's name is the institution")
-    p.add_argument("--body-field", default="body_part,body_system", help="a,b: the first one present")
-    p.add_argument("--id-field", default="id,accession")
-    p.add_argument("--language-field", default="language", help="absent: detected from the text")
+    add_report_fields(p)
     p.set_defaults(func=cmd_eval)
