@@ -9,7 +9,9 @@ Each one turns a per-segment question into a range read of the rows it answers w
 - ``scores (institution, created_at, id)``: an institution's newest scores;
 - ``drift_chunks (institution, body_system, chunk, id)``: a segment's latest drift windows;
 - ``drift_chunks (reference, institution, body_system)``: the reference windows per segment;
-- ``drafts (status, created_at, id)``: the worklist's oldest waiting drafts (storage/pending.py).
+- ``drafts (status, created_at, id)``: the worklist's oldest waiting drafts (storage/pending.py);
+- ``drafts (institution, body_system, created_at)``: a segment's newest draft, whose system serves
+  the segment while no champion is chosen (streams/serving_view.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ INDEXES = (
     Index("ix_drift_chunks_reference", col(DriftChunkRow.reference), col(DriftChunkRow.institution),
           col(DriftChunkRow.body_system)),
     Index("ix_drafts_status_oldest", col(DraftRow.status), col(DraftRow.created_at), col(DraftRow.id)),
+    Index("ix_drafts_segment_newest", col(DraftRow.institution), col(DraftRow.body_system), col(DraftRow.created_at)),
 )
 
 

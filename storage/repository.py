@@ -13,7 +13,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from kernel.codes import SIGNED_STATUSES, DraftStatus, ResultStatus
 from kernel.errors import StorageError
 from model.scoring.aggregate import ROUGE, means
-from storage import indexes, pending, summaries
+from storage import indexes, pending, summaries, totals
 from storage import processed as processed_log
 from storage.deliveries import DeliveryLog
 from storage.processed import ProcessedLog
@@ -50,6 +50,7 @@ class Repository(AdapterRegistry, SystemRegistry, ProcessedLog, DeliveryLog):
             self._add_missing_columns()
             indexes.ensure(self.engine)
             pending.mark_existing(self.engine)
+            totals.backfill(self.engine)
         except OperationalError as exc:
             raise StorageError(f"cannot open the database (RADFLOW_DATABASE_URL): {exc.orig}") from exc
 
@@ -83,9 +84,11 @@ class Repository(AdapterRegistry, SystemRegistry, ProcessedLog, DeliveryLog):
         kept = {k: v for k, v in values.items() if k not in keep}
         for _attempt in range(3):
             with Session(self.engine) as session:
-                current = session.exec(
-                    select(model).where(model.institution == row.institution, model.accession == row.accession)
-                ).first()
+                stmt = select(model).where(model.institution == row.institution, model.accession == row.accession)
+                if model is ScoreRow:
+                    stmt = stmt.with_for_update()  # PostgreSQL: the totals' old values stay the row's until commit
+                current = session.exec(stmt).first()
+                before = totals.Contribution.of(current) if isinstance(current, ScoreRow) else None
                 if current is None:
                     current = model(**values)
                 else:
@@ -93,6 +96,8 @@ class Repository(AdapterRegistry, SystemRegistry, ProcessedLog, DeliveryLog):
                         setattr(current, name, value)
                 if isinstance(current, DraftRow | SignedReportRow):
                     pending.settle(session, current)
+                if isinstance(current, ScoreRow):
+                    totals.move(session, before, totals.Contribution.of(current))
                 session.add(current)
                 processed_log.record(session, processed or [])
                 try:
@@ -116,6 +121,7 @@ class Repository(AdapterRegistry, SystemRegistry, ProcessedLog, DeliveryLog):
             for score in session.exec(
                 select(ScoreRow).where(ScoreRow.institution == institution, ScoreRow.accession == accession)
             ):
+                totals.move(session, totals.Contribution.of(score), None)
                 session.delete(score)
             for draft in session.exec(
                 select(DraftRow).where(DraftRow.institution == institution, DraftRow.accession == accession)

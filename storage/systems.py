@@ -9,13 +9,13 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from kernel.codes import AdapterStatus
 from kernel.errors import StorageError
-from storage.tables import DraftRow, ScoreRow, SystemEvalRow, SystemRow
+from storage import totals
+from storage.tables import DraftRow, SystemEvalRow, SystemRow
 
 Segment = tuple[str, str]  # (institution, body system)
 
@@ -80,17 +80,22 @@ class SystemRegistry:
 
     def served_by_system(self) -> list[dict[str, Any]]:
         """Every score so far, per institution × body system × the system that drafted it: n and
-        mean R-1/R-2/R-L (all time, not the dashboard's rolling window)."""
+        mean R-1/R-2/R-L (all time, not the dashboard's rolling window), from the running sums."""
         with Session(self.engine) as session:
-            stmt = sa_select(col(ScoreRow.institution), col(ScoreRow.body_system), col(ScoreRow.system), func.count(),
-                             func.avg(ScoreRow.rouge1), func.avg(ScoreRow.rouge2), func.avg(ScoreRow.rougeL)
-                             ).group_by(col(ScoreRow.institution), col(ScoreRow.body_system), col(ScoreRow.system))
-            rows = [tuple(r) for r in session.execute(stmt).all()]
-        return [{"institution": i, "body_system": b, "system": s, "n": int(n), "rouge1": float(r1),
-                 "rouge2": float(r2), "rougeL": float(rl)} for i, b, s, n, r1, r2, rl in sorted(rows)]
+            return totals.read(session)
+
+    def latest_system(self, institution: str, body_system: str) -> str:
+        """The system of the segment's newest draft ("" if it names none, or there is none): one
+        read of the drafts index (institution, body_system, created_at) from its newest end."""
+        with Session(self.engine) as session:
+            found = session.exec(select(DraftRow.system).where(
+                DraftRow.institution == institution, DraftRow.body_system == body_system)
+                .order_by(col(DraftRow.created_at).desc()).limit(1)).first()
+        return found or ""
 
     def drafted_by_system(self) -> dict[Segment, dict[str, int]]:
-        """How many drafts each system made per segment."""
+        """How many drafts each system made per segment (reads every draft: for `radflow systems
+        list`, not the dashboard, which counts scored drafts from the running sums)."""
         with Session(self.engine) as session:
             rows = session.exec(select(DraftRow.institution, DraftRow.body_system, DraftRow.system, func.count())
                                 .group_by(DraftRow.institution, DraftRow.body_system, DraftRow.system)).all()

@@ -84,6 +84,23 @@ class ScoreRow(SQLModel, table=True):
     system: str = ""  # the serving system whose draft was scored
 
 
+class ServedTotalRow(SQLModel, table=True):
+    """Running sums of the scores per institution × body system × drafting system (storage/totals.py),
+    kept in the transaction of each score write, so all-time means never scan the scores."""
+
+    __tablename__ = "served_totals"
+    __table_args__ = (UniqueConstraint("institution", "body_system", "system"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution: str
+    body_system: str
+    system: str
+    n: int = 0
+    sum_rouge1: float = 0.0
+    sum_rouge2: float = 0.0
+    sum_rougel: float = 0.0  # lower case: the raw SQL of storage/totals.py needs no quoting on PostgreSQL
+
+
 class OrderRow(SQLModel, table=True):
     """An imaging order, registered before its result arrives."""
 

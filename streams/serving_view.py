@@ -9,16 +9,22 @@ from typing import Any
 from storage.repository import Repository
 
 
-def segment_systems(repository: Repository) -> dict[tuple[str, str], dict[str, Any]]:
-    """Per segment: ``serving`` (the champion in storage, else the system that drafted most of
-    its reports) and ``drafted`` ({system: drafts})."""
+def segment_systems(repository: Repository, served: list[dict[str, Any]] | None = None
+                    ) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per segment (one with a champion or with scores): ``serving`` (the champion in storage,
+    else the system of the segment's newest draft) and ``drafted`` ({system: scored drafts}, from
+    the running sums; ``served``: ``repository.served_by_system()`` when the caller has it)."""
     champions = repository.system_champions()
-    drafted = repository.drafted_by_system()
+    drafted: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for r in repository.served_by_system() if served is None else served:
+        if r["system"]:
+            drafted[(r["institution"], r["body_system"])][r["system"]] = r["n"]
+        else:
+            drafted.setdefault((r["institution"], r["body_system"]), {})
     out = {}
     for segment in set(champions) | set(drafted):
-        made = {k: v for k, v in drafted.get(segment, {}).items() if k}
-        serving = champions.get(segment) or (max(made, key=lambda k: (made[k], k)) if made else "")
-        out[segment] = {"serving": serving, "drafted": made}
+        serving = champions.get(segment) or repository.latest_system(*segment)
+        out[segment] = {"serving": serving, "drafted": dict(drafted.get(segment, {}))}
     return out
 
 
@@ -30,8 +36,8 @@ def name_systems(segments: list[dict[str, Any]], systems: dict[tuple[str, str], 
 def served_summary(repository: Repository) -> dict[str, Any]:
     """``systems``: per segment, the serving system and what drafted; ``served``: per institution,
     every score so far (not the rolling window) with the systems that drafted them."""
-    systems = segment_systems(repository)
     rows = repository.served_by_system()
+    systems = segment_systems(repository, rows)
     per: dict[str, dict[str, Any]] = defaultdict(lambda: {"n": 0, "rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0,
                                                          "systems": defaultdict(int)})
     for r in rows:
