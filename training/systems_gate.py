@@ -4,7 +4,9 @@ For each institution × body system with signed reports in storage, the serving 
 champion. Each challenger (``RADFLOW_SYSTEMS``) drafts the segment's held-out reports beside the
 champion, and replaces it only when the adapters' gate (training/gate.py: mean per-report
 ROUGE-L higher, paired approximate randomisation p < alpha, missed-diagnosis rate not rising
-beyond its margin) says so; of several winners, the largest gain. Every comparison is kept in
+beyond its margin) says so, with alpha corrected for the number of challengers (Holm's
+step-down: trying m systems on the same reports makes a chance win m times likelier); of
+several winners, the largest gain. Every comparison is kept in
 storage as evidence (``radflow systems list``); a promotion is announced on the adapters topic,
 where every draft worker hears it and serves the new champion (streams/agents/adapters.py).
 
@@ -22,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from model.drafter import Drafter, DraftRequest
 from storage.repository import Repository
@@ -54,6 +56,21 @@ def holdout(examples: Sequence[ds.Example], n: int) -> list[ds.Example]:
         return hashlib.sha256(f"holdout|{e.institution}|{e.accession}".encode()).hexdigest()
 
     return sorted(examples, key=rank)[:n]
+
+
+def holm(decisions: Mapping[str, Decision], alpha: float) -> dict[str, Decision]:
+    """The decisions with Holm's step-down correction applied: the challenger with the i-th
+    smallest p-value (from 0) needs p < alpha / (m - i), and once one fails, every later one fails."""
+    out = dict(decisions)
+    m = len(decisions)
+    failed = False
+    for i, (name, d) in enumerate(sorted(decisions.items(), key=lambda kv: (kv[1].p_value, kv[0]))):
+        level = alpha / (m - i)
+        failed = failed or d.p_value >= level
+        if failed and d.promote:
+            out[name] = replace(d, promote=False, reason=f"gain {d.delta:+.4f} is not significant once corrected "
+                                f"for {m} challengers (p={d.p_value:.3f}, Holm needs < {level:.3f})")
+    return out
 
 
 def draft_all(drafter: Drafter, examples: Sequence[ds.Example], batch: int = 16) -> list[str]:
@@ -114,6 +131,9 @@ class SystemsGate:
                                 challenger_rougeL=decision.challenger.get("rougeL", 0.0), delta_rougeL=decision.delta,
                                 p_value=decision.p_value, promoted=False, reason=decision.reason)
             evidence.append(row)
+        decisions = holm(decisions, self.recipe.alpha_level)
+        for row in evidence:
+            row.reason = decisions[row.challenger].reason
         winners = sorted((d.delta, n) for n, d in decisions.items() if d.promote)
         after, reason = champion, "champion kept: no challenger wins" if decisions else "no challenger configured"
         if winners:

@@ -16,8 +16,9 @@ from model.systems import MODEL, REGISTRY, Loaded, SegmentRouter, build
 from storage.repository import Repository
 from storage.tables import SignedReportRow
 from training import dataset as ds
+from training.gate import Decision
 from training.recipe import Recipe
-from training.systems_gate import SystemsGate, holdout
+from training.systems_gate import SystemsGate, holdout, holm
 
 # the nearest case to "right lower lobe opacity" is an outlier; the three after it agree
 CASES = [("a1", "right lower lobe opacity and effusion", "Large right pleural effusion with rib fracture."),
@@ -144,3 +145,19 @@ def test_holdout_is_stable_and_bounded() -> None:
     first = holdout(examples, 10)
     assert len(first) == 10 and first == holdout(list(reversed(examples)), 10)
     assert holdout(examples[:4], 10) == holdout(examples[:4], 4)
+
+
+def _decision(p: float, delta: float = 0.02, promote: bool = True) -> Decision:
+    return Decision(promote, f"ROUGE-L {delta:+.4f} (p={p:.3f})", delta, p, {}, {})
+
+
+def test_holm_corrects_alpha_for_the_number_of_challengers() -> None:
+    # two challengers: the smaller p needs < 0.025, the larger < 0.05, and a failure stops the rest
+    kept = holm({"ranker": _decision(0.003), "consensus": _decision(0.04)}, 0.05)
+    assert kept["ranker"].promote and kept["consensus"].promote
+    lost = holm({"ranker": _decision(0.032), "consensus": _decision(0.146, promote=False)}, 0.05)
+    assert not lost["ranker"].promote and "Holm needs < 0.025" in lost["ranker"].reason
+    assert lost["consensus"].reason == "ROUGE-L +0.0200 (p=0.146)"  # not promoted anyway: its reason stands
+    stopped = holm({"a": _decision(0.03), "b": _decision(0.04), "c": _decision(0.001)}, 0.05)
+    assert stopped["c"].promote and not stopped["a"].promote and not stopped["b"].promote  # 0.03 >= 0.05/2
+    assert holm({"only": _decision(0.049)}, 0.05)["only"].promote  # one challenger: the adapters' alpha
