@@ -20,8 +20,8 @@ def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repository]
     repository.close()
 
 
-def _open(request: pytest.FixtureRequest, tmp_path: Path) -> Repository:
-    if request.param == "sqlite":
+def _open(request: pytest.FixtureRequest, tmp_path: Path, kind: str = "") -> Repository:
+    if (kind or request.param) == "sqlite":
         return Repository(f"sqlite:///{tmp_path / 'r.sqlite'}")
     url = request.getfixturevalue("postgres_url")
     schema = f"t{uuid.uuid4().hex[:8]}"  # each test in its own schema of the one server
