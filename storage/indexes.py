@@ -11,7 +11,9 @@ Each one turns a per-segment question into a range read of the rows it answers w
 - ``drift_chunks (reference, institution, body_system)``: the reference windows per segment;
 - ``drafts (status, created_at, id)``: the worklist's oldest waiting drafts (storage/pending.py);
 - ``drafts (institution, body_system, created_at)``: a segment's newest draft, whose system serves
-  the segment while no champion is chosen (streams/serving_view.py).
+  the segment while no champion is chosen (streams/serving_view.py);
+- ``signed_reports (received_at)``: the reports signed since the score agent's last sweep for
+  pairs with no score (``Repository.unscored_pairs``; drafts have their ``created_at`` index).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, Index, text
 from sqlmodel import col
 
-from storage.tables import DraftRow, DriftChunkRow, ScoreRow
+from storage.tables import DraftRow, DriftChunkRow, ScoreRow, SignedReportRow
 
 INDEXES = (
     Index("ix_scores_segment_newest", col(ScoreRow.institution), col(ScoreRow.body_system),
@@ -31,6 +33,7 @@ INDEXES = (
           col(DriftChunkRow.body_system)),
     Index("ix_drafts_status_oldest", col(DraftRow.status), col(DraftRow.created_at), col(DraftRow.id)),
     Index("ix_drafts_segment_newest", col(DraftRow.institution), col(DraftRow.body_system), col(DraftRow.created_at)),
+    Index("ix_signed_reports_received", col(SignedReportRow.received_at)),
 )
 
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, func, inspect, text, update
+from sqlalchemy import event, func, inspect, text, true, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -247,19 +247,29 @@ class Repository(AdapterRegistry, SystemRegistry, ProcessedLog, DeliveryLog):
         with Session(self.engine) as session:
             return pending.waiting(session, limit)
 
-    def unscored_pairs(self, limit: int = 500) -> list[DraftRow]:
+    def unscored_pairs(self, limit: int = 500, since: float = 0.0) -> list[DraftRow]:
         """Drafts whose exam is signed with an impression but has no score: a pair whose last
         half was lost with a broker's memory (issue #19), for the score agent's sweep. Such a
-        draft is marked ``signed`` (storage.pending), so any draft not retracted is asked."""
-        with Session(self.engine) as session:
-            stmt = (select(DraftRow).join(SignedReportRow, (col(SignedReportRow.institution) == col(DraftRow.institution))
+        draft is marked ``signed`` (storage.pending), so any draft not retracted is asked.
+        ``since``: only pairs whose draft or signed report was stored then or later, each side
+        read by its time index, so a sweep reads what is new, not the whole year."""
+        def unscored(newer: Any) -> Any:
+            return (select(DraftRow).join(SignedReportRow, (col(SignedReportRow.institution) == col(DraftRow.institution))
                                           & (col(SignedReportRow.accession) == col(DraftRow.accession)))
                     .outerjoin(ScoreRow, (col(ScoreRow.institution) == col(DraftRow.institution))
                                & (col(ScoreRow.accession) == col(DraftRow.accession)))
                     .where(col(ScoreRow.id).is_(None), col(DraftRow.status) != DraftStatus.RETRACTED,
-                           col(SignedReportRow.status).in_(sorted(SIGNED_STATUSES)), col(SignedReportRow.impression) != "")
+                           col(SignedReportRow.status).in_(sorted(SIGNED_STATUSES)), col(SignedReportRow.impression) != "",
+                           newer)
                     .order_by(col(DraftRow.created_at)).limit(limit))
-            return list(session.exec(stmt).all())
+
+        with Session(self.engine) as session:
+            if not since:
+                return list(session.exec(unscored(true())).all())
+            rows = {(d.institution, d.accession): d
+                    for newer in (col(DraftRow.created_at) >= since, col(SignedReportRow.received_at) >= since)
+                    for d in session.exec(unscored(newer)).all()}
+            return sorted(rows.values(), key=lambda d: d.created_at)[:limit]
 
     def signed_pairs(self, institution: str | None = None, since: float = 0.0,
                      until: float | None = None) -> list[SignedReportRow]:

@@ -32,6 +32,12 @@ from streams.topics import TopicNames
 log = logging.getLogger(__name__)
 #: How often the score agent looks for stored pairs without a score (and prunes processed messages).
 PAIR_SWEEP_SECONDS = 60.0
+#: How far back each later sweep reads: the previous sweep's start less this. A signed report's
+#: time is when the listener took it, which a backlog in the broker puts before its storing; a
+#: pair lost with a broker's memory is found anyway by the full sweep at the restart that follows.
+PAIR_SWEEP_OVERLAP = 3600.0
+#: Pairs scored per sweep at most; a full sweep keeps its watermark, so the rest come next time.
+PAIR_SWEEP_LIMIT = 500
 #: How long a processed message is remembered: long after the journal released it and a RIS
 #: re-sent it (minutes); a replay after that is still a no-op, only slower (storage compares texts).
 PROCESSED_KEEP_SECONDS = 7 * 86400.0
@@ -144,12 +150,17 @@ def score_agent(app: faust.App, reports_and_drafts: Any, deps: ScoreDeps) -> Any
     return one_at_a_time(app, reports_and_drafts, "radflow.score", score_one, deps)
 
 
-async def score_stored(deps: ScoreDeps) -> int:
+async def score_stored(deps: ScoreDeps, since: float = 0.0) -> int:
     """Score the pairs storage holds both halves of but no score: their last half crossed a topic
     the broker lost (a broker restarted with its memory) after the message was done. Returns how
-    many were scored. Outside a stream, where a Faust table cannot be written: storage answers."""
+    many were scored. Outside a stream, where a Faust table cannot be written: storage answers.
+    ``since``: only pairs completed then or later (storage's time indexes; 0 reads them all)."""
+    return await _score_rows(deps, await asyncio.to_thread(deps.repository.unscored_pairs, PAIR_SWEEP_LIMIT, since))
+
+
+async def _score_rows(deps: ScoreDeps, rows: list[DraftRow]) -> int:
     deps, scored = dataclasses.replace(deps, pending={}), 0
-    for row in await asyncio.to_thread(deps.repository.unscored_pairs):
+    for row in rows:
         draft = DraftRecord(institution=row.institution, accession=row.accession, body_system=row.body_system,
                             language=row.language, findings=row.findings, draft=row.draft, model_id=row.model_id,
                             adapter_version=row.adapter_version, template_id=row.template_id, guard=row.guard,
@@ -164,9 +175,16 @@ def stored_pairs_task(app: faust.App, deps: ScoreDeps) -> Any:
     """At start, then every PAIR_SWEEP_SECONDS."""
 
     async def score_stored_pairs() -> None:
+        # the first sweep of a start reads every pair (a broker that died took the stream's copies
+        # of any age); later ones read from the previous start on, so a year of pairs is read once
+        since = 0.0
         while not app.should_stop:
+            started = time.time()
             try:
-                await score_stored(deps)
+                rows = await asyncio.to_thread(deps.repository.unscored_pairs, PAIR_SWEEP_LIMIT, since)
+                await _score_rows(deps, rows)
+                if len(rows) < PAIR_SWEEP_LIMIT:  # else more wait: the next sweep starts where this one did
+                    since = started - PAIR_SWEEP_OVERLAP
                 await asyncio.to_thread(deps.repository.forget_processed, time.time() - PROCESSED_KEEP_SECONDS)
             except Exception as exc:  # storage or the broker away for a moment: try again later
                 log.warning("scoring stored pairs failed (%s)", type(exc).__name__)

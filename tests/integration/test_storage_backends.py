@@ -160,3 +160,16 @@ async def test_replays_change_nothing_on_either_backend(repo: Repository) -> Non
     repo.upsert(SignedReportRow(institution="XIHE", accession="A2", status="C", impression="d", body_system="chest",
                                 language="zh"))
     assert [d.accession for d in repo.unscored_pairs()] == ["A2"]
+    # a later sweep reads only pairs with a half stored since its watermark, by either side's time
+    now = time.time()
+    repo.upsert(DraftRow(institution="XIHE", accession="A3", draft="d", body_system="chest", language="zh",
+                         created_at=now - 86400))  # drafted yesterday, signed just now
+    repo.upsert(SignedReportRow(institution="XIHE", accession="A3", status="F", impression="d", body_system="chest",
+                                language="zh", received_at=now))
+    repo.upsert(DraftRow(institution="XIHE", accession="A4", draft="d", body_system="chest", language="zh",
+                         created_at=now - 7200))  # the whole pair before the watermark
+    repo.upsert(SignedReportRow(institution="XIHE", accession="A4", status="F", impression="d", body_system="chest",
+                                language="zh", received_at=now - 7000))
+    assert [d.accession for d in repo.unscored_pairs(since=now - 3600)] == ["A3", "A2"]  # oldest draft first
+    assert [d.accession for d in repo.unscored_pairs()] == ["A3", "A4", "A2"]
+    assert [d.accession for d in repo.unscored_pairs(limit=1, since=now - 3600)] == ["A3"]
