@@ -38,12 +38,13 @@ def accession_for(report_id: str) -> str:
 
 
 def read_split(paths: Sequence[Path], fields: Fields, split: str | None, limit: int | None = None,
-               err: TextIO | None = None) -> tuple[list[ds.Example], int]:
+               err: TextIO | None = None, salt: str = "") -> tuple[list[ds.Example], int]:
     """The reports of ``split`` (train, validation, test; None: all), deduplicated and split as
-    ``radflow eval`` does (training/dataset.py); and how many duplicates were dropped."""
+    ``radflow eval`` does (training/dataset.py; ``salt`` as its ``--split-salt``); and how many
+    duplicates were dropped."""
     if split is not None and split not in SPLIT_NAMES:
         raise TrainingError(f"--split {split!r} is not one of {', '.join(SPLIT_NAMES)}")
-    data = ds.build(read_reports(list(paths), fields, limit, err))
+    data = ds.build(read_reports(list(paths), fields, limit, err), salt=salt)
     if split is None:
         return data.train + data.val + data.test, data.duplicates
     return data.split(SPLIT_NAMES[split]), data.duplicates

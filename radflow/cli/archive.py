@@ -19,7 +19,7 @@ def _fields(args: argparse.Namespace):  # -> evaluation.inputs.Fields
                   args.id_field, args.language_field)
 
 
-def _gate(settings: Settings, repository, model_needed: bool = True):  # -> training.systems_gate.SystemsGate
+def systems_gate(settings: Settings, repository, model_needed: bool = True):  # -> training.systems_gate.SystemsGate
     """The systems gate over the signed reports in storage, with the systems of RADFLOW_SYSTEMS
     (a ranker among them is refit from storage first) and the ranker versions serving a segment."""
     from model.retrieval import CaseIndex
@@ -104,7 +104,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from storage.repository import Repository
 
     started = time.perf_counter()
-    examples, duplicates = read_split([Path(p) for p in args.data], _fields(args), args.split, args.limit, sys.stderr)
+    examples, duplicates = read_split([Path(p) for p in args.data], _fields(args), args.split, args.limit, sys.stderr,
+                                salt=args.split_salt)
     mappings = load_mappings(Path(settings.mappings_dir) if settings.mappings_dir else None)
     repository = Repository(settings.resolved_database_url)
     added = 0
@@ -125,7 +126,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
           f"({len(examples) / max(seconds, 1e-9):.0f} reports/s)")
     if not args.no_choose:
         gate_started = time.perf_counter()
-        choices = _gate(settings, repository).run()
+        choices = systems_gate(settings, repository).run()
         _print_choices(choices)
         print(f"serving systems chosen for {len(choices)} segments in {time.perf_counter() - gate_started:.1f} s")
     return 0
@@ -143,7 +144,8 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from radflow.archive import read_split
     from radflow.replay import DraftWatch, Replay
 
-    examples, _ = read_split([Path(p) for p in args.data], _fields(args), args.split, args.limit, sys.stderr)
+    examples, _ = read_split([Path(p) for p in args.data], _fields(args), args.split, args.limit, sys.stderr,
+                                salt=args.split_salt)
 
     async def run() -> int:
         watch = DraftWatch(args.host, args.watch_port) if args.watch_port is not None else None
@@ -174,7 +176,7 @@ def cmd_systems(settings: Settings, args: argparse.Namespace) -> int:
 
     repository = Repository(settings.resolved_database_url)
     if args.systems_command == "choose":
-        _print_choices(_gate(settings, repository).run())
+        _print_choices(systems_gate(settings, repository).run())
         return 0
     if args.systems_command == "rollback":
         row = repository.rollback_system(args.institution, args.body_system)
@@ -203,6 +205,8 @@ def _add_fields(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, action="append", help="JSONL or CSV of reports (repeatable)")
     p.add_argument("--split", choices=("train", "validation", "test"),
                    help="only this split of `radflow eval`'s accession hash (default: every report)")
+    p.add_argument("--split-salt", default="",
+                   help="move the accession-hash split as `radflow eval --split-salt` does (default: none)")
     p.add_argument("--limit", type=int, help="read at most this many rows per file")
     add_report_fields(p)
 

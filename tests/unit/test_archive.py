@@ -42,6 +42,9 @@ def test_a_split_is_the_one_eval_uses(tmp_path: Path) -> None:
         assert [e.accession for e in examples] == [e.accession for e in data.split(attr)]
     everything, duplicates = read_split([path], Fields(), None)
     assert len(everything) == 61 and duplicates == 0
+    salted = ds.build(read_reports([path], Fields()), salt="s1")
+    test, _ = read_split([path], Fields(), "test", salt="s1")  # --split-salt: eval's salted split
+    assert [e.accession for e in test] == [e.accession for e in salted.test] != [e.accession for e in data.test]
 
 
 def test_import_stores_cleaned_reports_once(tmp_path: Path) -> None:
