@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from kernel.settings import Settings
 
@@ -29,6 +30,14 @@ def _refitter(settings: Settings, args: argparse.Namespace, need_model: bool = T
                     retrieval_k=settings.retrieval_k)
 
 
+def _systems_gate(settings: Settings, repository: Any) -> Callable[[], object]:
+    """The systems gate as `radflow systems choose` runs it, built afresh each round (its case
+    index and ranker refit read the signed reports stored since the last one)."""
+    from radflow.cli.archive import systems_gate
+
+    return lambda: systems_gate(settings, repository).run()
+
+
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -41,7 +50,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            run_schedule(refitter, refitter.repository, every, stop)
+            run_schedule(refitter, refitter.repository, every, stop, choose=_systems_gate(settings, refitter.repository))
         except KeyboardInterrupt:
             pass
         return 0

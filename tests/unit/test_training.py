@@ -115,19 +115,23 @@ def test_schedule_refits_everything_then_the_segment_of_a_drift_alert(tmp_path) 
             return Outcome(name, 1, "rejected", "")
 
     stop = threading.Event()
-    thread = threading.Thread(target=run_schedule, args=(RecordingRefitter(), repo, 3600, stop, 0.05, 3600))
+    def choose() -> None:  # the systems gate after each round (its own run is tested in test_systems.py)
+        calls.append(("systems", "choose"))
+
+    thread = threading.Thread(target=run_schedule, args=(RecordingRefitter(), repo, 3600, stop, 0.05, 3600),
+                              kwargs={"choose": choose})
     thread.start()
     try:
         deadline = time.monotonic() + 5
-        while ("all", "schedule") not in calls and time.monotonic() < deadline:
+        while ("systems", "choose") not in calls and time.monotonic() < deadline:
             time.sleep(0.02)
         repo.add(AlertRow(institution="XIHE", body_system="head", metric="rougeL"))
         repo.add(AlertRow(institution="NANHU", body_system="chest", metric="missed_rate"))  # no adapter: shared
         repo.add(AlertRow(institution="XIHE", body_system="chest", metric="over_rate"))  # same adapter: once
-        while len(calls) < 3 and time.monotonic() < deadline:
+        while len(calls) < 5 and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         stop.set()
         thread.join(5)
-    assert calls == [("all", "schedule"), ("XIHE", "drift"), ("shared", "drift")] or calls == [
-        ("all", "schedule"), ("shared", "drift"), ("XIHE", "drift")]
+    assert calls[:2] == [("all", "schedule"), ("systems", "choose")] and calls[-1] == ("systems", "choose")
+    assert sorted(calls[2:4]) == [("XIHE", "drift"), ("shared", "drift")] and len(calls) == 5
