@@ -8,11 +8,14 @@ the next commit gathers everything that arrived meanwhile. bench/journal.py meas
 An entry stays until the storage database says it is done downstream (ingest.forwarder); on every
 start, whatever is left is produced to the broker again, in order of arrival (so in order per key).
 Other processes (the worker's /api/stats, `radflow journal`) read it with :func:`read_stats`.
+One listener writes a journal: it holds an exclusive lock on ``<journal>.lock`` while open (the
+system drops the lock with the process, so a crash never leaves it held).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import sqlite3
@@ -126,11 +129,17 @@ class Journal:
         self._writing = False
         self.appended = asyncio.Event()  # set after each commit: the forwarder wakes on it
         self.commits = 0
+        self._lock: int | None = None
 
     def open(self) -> Journal:
         try:
+            self._take_lock()
             self._conn = self._thread.submit(_connect, self.path).result()
+        except JournalError:
+            self.close()
+            raise
         except (OSError, sqlite3.Error) as exc:
+            self.close()
             raise JournalError(f"cannot open the journal at {self.path} (RADFLOW_JOURNAL_PATH): {exc}") from exc
         return self
 
@@ -139,6 +148,29 @@ class Journal:
         if conn is not None:
             self._thread.submit(conn.close).result()  # after any commit under way
         self._thread.shutdown(wait=True)
+        self._drop_lock()
+
+    def _take_lock(self) -> None:
+        """Two listeners on one journal would each forward and release what the other holds."""
+        lock_path = Path(f"{self.path}.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)  # an OSError: open() names the setting
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise JournalError(f"the journal at {self.path} is in use by pid {holder}: one listener per journal. "
+                               "Stop the other `radflow ingest`/`serve`, or give this one its own RADFLOW_HOME "
+                               "or RADFLOW_JOURNAL_PATH") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock = fd
+
+    def _drop_lock(self) -> None:
+        fd, self._lock = self._lock, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the lock
 
     # -- the acknowledgement path ------------------------------------------------------------------
     async def append(self, entry: Entry) -> int:

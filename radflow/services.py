@@ -29,25 +29,30 @@ async def start_listener(settings: Settings, port: int | None = None) -> IngestS
     journal (unless RADFLOW_JOURNAL_PATH=off), released by what the storage database shows done."""
     names = TopicNames(settings.topic_prefix)
     journal, done = None, None
-    if settings.journal_enabled:
-        from ingest.forwarder import done_in
-        from ingest.journal import Journal
-        from storage.repository import Repository
+    try:
+        if settings.journal_enabled:
+            from ingest.forwarder import done_in
+            from ingest.journal import Journal
+            from storage.repository import Repository
 
-        journal = Journal(settings.resolved_journal_path, settings.journal_max_bytes).open()
-        done = done_in(Repository(settings.resolved_database_url))
-    return await start_ingest(
-        settings.mllp_host,
-        settings.mllp_port if port is None else port,
-        names.ingest(),
-        bootstrap_servers=settings.bootstrap_servers,
-        max_frame=settings.mllp_max_frame,
-        mappings=load_mappings(Path(settings.mappings_dir) if settings.mappings_dir else None),
-        ssl_context=tls_context(settings.mllp_tls_cert, settings.mllp_tls_key),
-        idle_timeout=settings.mllp_idle_timeout,
-        journal=journal,
-        done=done,
-    )
+            journal = Journal(settings.resolved_journal_path, settings.journal_max_bytes).open()
+            done = done_in(Repository(settings.resolved_database_url))
+        return await start_ingest(
+            settings.mllp_host,
+            settings.mllp_port if port is None else port,
+            names.ingest(),
+            bootstrap_servers=settings.bootstrap_servers,
+            max_frame=settings.mllp_max_frame,
+            mappings=load_mappings(Path(settings.mappings_dir) if settings.mappings_dir else None),
+            ssl_context=tls_context(settings.mllp_tls_cert, settings.mllp_tls_key),
+            idle_timeout=settings.mllp_idle_timeout,
+            journal=journal,
+            done=done,
+        )
+    except BaseException:  # e.g. the MLLP port taken: the journal and its lock go, for the next start
+        if journal is not None:
+            journal.close()
+        raise
 
 
 async def ensure_all_topics(settings: Settings) -> None:

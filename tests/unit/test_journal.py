@@ -158,6 +158,33 @@ def test_unopenable_journal_names_the_setting(tmp_path: Path) -> None:
         Journal(tmp_path / "file" / "j.sqlite", 1 << 20).open()
 
 
+def test_one_listener_per_journal_and_a_killed_one_leaves_no_lock(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "j.sqlite"
+    first = Journal(path, 1 << 20).open()
+    with pytest.raises(JournalError, match="one listener per journal"):
+        Journal(path, 1 << 20).open()
+    first.close()
+    Journal(path, 1 << 20).open().close()  # closed: free again
+    # another process holds it: named by its pid; SIGKILLed, the system drops its lock
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from ingest.journal import Journal; "
+        f"Journal(__import__('pathlib').Path({str(path)!r}), 1 << 20).open(); print('open', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(JournalError, match=f"in use by pid {holder.pid}"):
+            Journal(path, 1 << 20).open()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        holder.stdout.close()
+    Journal(path, 1 << 20).open().close()
+
+
 def test_done_is_read_from_the_processed_log_in_storage(tmp_path: Path) -> None:
     """The contract with the agents (storage.processed): a recorded message id, or for a message
     without MSH-10 its (institution, accession, status) recorded at or after it was journaled."""
