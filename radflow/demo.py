@@ -72,6 +72,30 @@ def wait_for_rows(repo: Repository, model: type, keys: set[tuple[str, str]], sin
     return done
 
 
+def wait_for_charts(repo: Repository, keys: set[tuple[str, str]], settings: Settings, stall: float = 30.0) -> bool:
+    """The drift agent closes a segment's windows after its scores are stored: wait until every
+    full window of the demo's segments is closed, so the dashboard opens with every chart drawn.
+    False when they stopped closing for ``stall`` seconds."""
+    first, chunk = settings.drift_first_chunk, settings.drift_chunk
+    window = first if 0 < first < chunk else chunk
+    counted, last_progress = -1, time.monotonic()
+    while time.monotonic() - last_progress < stall:
+        per: dict[tuple[str, str], list[int]] = {}
+        for row in repo.keyed_scores(keys):
+            seen = per.setdefault((row.institution, row.body_system), [0, 0])
+            seen[0] += 1
+            seen[1] += row.drift_chunk >= 0
+        if any(n > chunk for n, _ in per.values()):
+            return True  # past the warm-up windows: what closes when is not modelled here
+        now = sum(c for _, c in per.values())
+        if now >= sum(n - n % window for n, _ in per.values()):
+            return True
+        if now > counted:
+            counted, last_progress = now, time.monotonic()
+        time.sleep(0.5)
+    return False
+
+
 def score_table(repo: Repository, keys: set[tuple[str, str]] | None = None) -> str:
     rows = repo.score_summary(keys=keys)
     lines = [f"{'institution':<12} {'n':>4} {'R-1':>6} {'R-2':>6} {'R-L':>6}", "-" * 38]
@@ -118,6 +142,8 @@ def run_demo(settings: Settings, per_segment: int = 6, wait: bool = True, progre
         print("ACKs:", ", ".join(f"{c} {n}" for c, n in sorted(codes.items())))
         drafted = wait_for_rows(repo, DraftRow, keys, since, "drafted", stall, progress)
         scored = wait_for_rows(repo, ScoreRow, keys, since, "scored", 60, progress)
+        if scored == len(keys) and not wait_for_charts(repo, keys, settings):
+            print(f"\nsome drift windows did not close; see {settings.home / 'logs' / 'worker.log'}")
         if drafted < len(keys) or scored < len(keys):
             print(f"\nstalled: {drafted} drafted and {scored} scored of {len(keys)}; "
                   f"see {settings.home / 'logs' / 'worker.log'}")

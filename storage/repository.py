@@ -160,6 +160,11 @@ class Repository(AdapterRegistry, SystemRegistry, ProcessedLog, DeliveryLog):
         with Session(self.engine) as session:
             return list(session.exec(select(ScoreRow).order_by(col(ScoreRow.created_at).desc()).limit(limit)).all())
 
+    def keyed_scores(self, keys: set[tuple[str, str]]) -> list[Any]:
+        """The score rows of the given (institution, accession) keys, newest first."""
+        with self.engine.connect() as connection:
+            return summaries.keyed_scores(connection, keys)
+
     def score_summary(self, window: int = 0, keys: set[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
         """Mean ROUGE per institution (over its last ``window`` scores when window > 0; only the
         given (institution, accession) keys when set), computed by the database (storage/summaries.py)."""

@@ -35,3 +35,26 @@ def test_gb18030_institution_sends_gb18030_bytes() -> None:
 
 def test_generator_is_reproducible() -> None:
     assert generate_reports(2, seed=5) == generate_reports(2, seed=5)
+
+
+def test_the_demo_waits_for_every_full_drift_window_of_its_segments(tmp_path) -> None:
+    """The dashboard opens with every chart drawn: the drift agent closes windows after the scores
+    are stored, so the demo waits for it (real SQLite; the windows of 3 of the warm-up)."""
+    from kernel.settings import Settings
+    from radflow.demo import wait_for_charts
+    from storage.repository import Repository
+    from storage.tables import ScoreRow
+
+    repo = Repository(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    keys = {("XIHE", f"A{i}") for i in range(7)}  # 6 chest: two windows of 3; 1 head: none full yet
+    for i in range(7):
+        repo.upsert(ScoreRow(institution="XIHE", accession=f"A{i}", body_system="head" if i == 6 else "chest"))
+    settings = Settings(drift_chunk=20, drift_first_chunk=3)
+    assert not wait_for_charts(repo, keys, settings, stall=0.6)  # nothing counted: it gives up
+    for i in range(3):
+        assert repo.count_in_drift("XIHE", f"A{i}", 0, [])
+    assert not wait_for_charts(repo, keys, settings, stall=0.6)  # one window of the two
+    for i in range(3, 6):
+        assert repo.count_in_drift("XIHE", f"A{i}", 1, [])
+    assert wait_for_charts(repo, keys, settings, stall=0.6)  # head's one score closes no window
+    repo.close()
