@@ -8,7 +8,10 @@ is retried after a backoff that doubles.
 
 Which drafts are due is a question of delivery state alone: a draft marked ``signed``
 (storage.pending: its signed report was stored, perhaps while the RIS was down) is delivered like
-any other; only a retracted draft is never sent.
+any other; only a retracted draft is never sent. A draft of an institution with no route
+(RADFLOW_WORKLIST_ROUTES) is marked ``unrouted`` and leaves the due ones: left open, such drafts
+would pile up oldest-first in every sweep and hide the routed ones behind them; a route added
+later sends the drafts made from then on, not the archive.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from kernel.codes import DELIVERED_ACKS, DraftStatus
+from kernel.codes import DELIVERED_ACKS, Delivery, DraftStatus
 from storage.tables import DraftRow
 
 SENDING = "sending"
@@ -47,6 +50,15 @@ class DeliveryLog:
                 return None
             return session.exec(select(DraftRow).where(DraftRow.institution == institution,
                                                        DraftRow.accession == accession)).first()
+
+    def mark_unrouted(self, institution: str, accession: str) -> bool:
+        """Take a draft that has never been sent out of the due ones: its institution has no route."""
+        with Session(self.engine) as session:
+            result: Any = session.execute(
+                update(DraftRow).where(col(DraftRow.institution) == institution, col(DraftRow.accession) == accession,
+                                       col(DraftRow.delivery) == "").values(delivery=Delivery.UNROUTED.value))
+            session.commit()
+            return bool(result.rowcount == 1)
 
     def finish_delivery(self, draft_id: int, outcome: str, now: float, retry_at: float) -> None:
         """Record a RIS's answer (or "failed", to be tried again at ``retry_at``)."""

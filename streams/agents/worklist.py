@@ -52,6 +52,7 @@ async def deliver(deps: WorklistDeps, institution: str, accession: str) -> str |
     """Send the stored draft of one exam; the outcome, or None when there is nothing to send (no
     route, delivered or rejected already, retracted, in another sender's hands, backing off)."""
     if deps.sender.route(institution) is None:
+        await asyncio.to_thread(deps.repository.mark_unrouted, institution, accession)
         return None
     draft = await asyncio.to_thread(deps.repository.claim_delivery, institution, accession, time.time(), LEASE_SECONDS)
     if draft is None or draft.id is None:
@@ -80,8 +81,7 @@ async def deliver_one(deps: WorklistDeps, value: bytes | str) -> str | None:
 async def sweep(deps: WorklistDeps) -> int:
     """Send every stored draft that is due (never delivered, failed and backed off, or claimed by
     a sender that died); returns how many were sent."""
-    due = [key for key in await asyncio.to_thread(deps.repository.undelivered, time.time())
-           if deps.sender.route(key[0]) is not None]
+    due = await asyncio.to_thread(deps.repository.undelivered, time.time())  # deliver() marks the unrouted
     gate = asyncio.Semaphore(deps.concurrency)
 
     async def one(key: tuple[str, str]) -> str | None:

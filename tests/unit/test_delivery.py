@@ -109,3 +109,22 @@ async def test_a_draft_signed_before_the_ris_took_it_is_still_delivered_once(
         assert await sweep(deps) == 1 and await deliver(deps, "XIHE", "A0") is None
     assert len(ris.received) == 1 and repo.undelivered(now=1e18) == []
     assert repo.get(DraftRow, "XIHE", "A0").delivery == "AA" and repo.get(DraftRow, "XIHE", "A1").delivery == ""
+
+
+async def test_drafts_of_an_institution_without_a_route_never_hide_the_routed_ones(repo: Repository) -> None:
+    """A site with no route (web worklist only) piles up drafts that are never sent; oldest first
+    in a sweep of 500, they used to fill every sweep, and a routed draft behind them waited forever."""
+    from sqlalchemy import insert
+    from sqlmodel import SQLModel
+
+    with repo.engine.begin() as connection:  # 600 older drafts of NANHU, which has no route
+        connection.execute(insert(SQLModel.metadata.tables["drafts"]), [
+            {"institution": "NANHU", "accession": f"N{i}", "draft": "x", "created_at": float(i)} for i in range(600)])
+    store(repo, 1)  # XIHE's, newer, never delivered (its message crossed a broker that died)
+    async with fake_ris() as ris:
+        deps = deps_for(repo, ris.port)
+        assert await sweep(deps) == 0  # the 500 oldest: all NANHU's, now marked unrouted
+        assert await sweep(deps) == 1  # the other 100, and XIHE's draft
+        assert await sweep(deps) == 0 and repo.undelivered(now=1e18) == []
+    assert len(ris.received) == 1 and repo.get(DraftRow, "XIHE", "A0").delivery == "AA"
+    assert {repo.get(DraftRow, "NANHU", f"N{i}").delivery for i in (0, 599)} == {Delivery.UNROUTED}
