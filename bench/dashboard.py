@@ -52,6 +52,7 @@ UNSIGNED = 100  # newest drafts with no signed report: the worklist's rows
 CHUNK = 20  # scores per drift window, the default RADFLOW_DRIFT_CHUNK
 PATHS = ("/", "/api/summary", "/pairs?institution=XIHE&body_system=chest", "/worklist")
 TARGET_MS = 200.0  # p95 of / and /api/summary
+SWEEPS: list[dict[str, Any]] = []  # the sweep queries' timings of every store (sweeps())
 
 
 def _values(table: Any, given: dict[str, Any]) -> tuple[Any, ...]:
@@ -81,8 +82,9 @@ def _rows(n: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
         institution, system = rng.choice(INSTITUTIONS), rng.choice(BODY_SYSTEMS)
         at, accession = START + i * step, f"A{i:07d}"
         key = {"institution": institution, "accession": accession, "body_system": system, "language": "en"}
+        delivered = {"delivery": "AA", "delivered_at": at - 590} if i < n else {}  # the newest wait for the RIS too
         yield "drafts", _values(tables["drafts"], {**key, "findings": "Lungs are clear.", "draft": "No acute disease.",
-                                                   "created_at": at - 600})
+                                                   "created_at": at - 600, **delivered})
         if i >= n:
             continue
         yield "signed_reports", _values(tables["signed_reports"], {**key, "status": "F", "impression": "No acute finding.",
@@ -227,6 +229,7 @@ def run(database: str, n: int, requests: int, tree: Path, broker: EmbeddedBroker
         started = time.perf_counter()
         fill(url, n)
         print(f"# {database}: {n:,} scores loaded in {time.perf_counter() - started:.0f} s", flush=True)
+        SWEEPS.extend(sweeps(database, url, n))
         process, base = stack.enter_context(worker(url, broker, work / f"{database}-{n}", tree))
         idle = peak_rss_mb(process.pid)
         out = []
@@ -240,12 +243,51 @@ def run(database: str, n: int, requests: int, tree: Path, broker: EmbeddedBroker
         return out
 
 
+def sweeps(database: str, url: str, n: int, calls: int = 5) -> list[dict[str, Any]]:
+    """The workers' periodic sweeps on the store, in process (median of ``calls``): the stored-pairs
+    sweep as it was (every pair, each minute) and as it is (what the last hour stored), and the
+    worklist's due drafts with and without the index that answers it."""
+
+    repository = Repository(url)
+    newest = START + DAYS * 86_400
+
+    def median_ms(call: Any) -> float:
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - started) * 1000)
+        return sorted(times)[len(times) // 2]
+
+    out = [{"database": database, "scores": n, "query": "stored pairs, every pair (before)",
+            "ms": median_ms(lambda: repository.unscored_pairs(500))},
+           {"database": database, "scores": n, "query": "stored pairs, the last hour (now)",
+            "ms": median_ms(lambda: repository.unscored_pairs(500, newest - 3600))},
+           {"database": database, "scores": n, "query": "due drafts, with ix_drafts_delivery",
+            "ms": median_ms(lambda: repository.undelivered(newest + 86_400))}]
+    with repository.engine.begin() as connection:
+        connection.exec_driver_sql("DROP INDEX ix_drafts_delivery")
+    out.append({"database": database, "scores": n, "query": "due drafts, without it (before)",
+                "ms": median_ms(lambda: repository.undelivered(newest + 86_400))})
+    assert len(repository.undelivered(newest + 86_400)) == UNSIGNED, "the store's due drafts: its unsigned ones"
+    repository.close()
+    repository = Repository(url)  # put the index back for the worker (storage/indexes.py)
+    repository.close()
+    for row in out:
+        print(f"# {database} {n:,} sweep {row['query']}: {row['ms']:.1f} ms", flush=True)
+    return out
+
+
 def report(results: list[dict[str, Any]]) -> None:
     print("\n| database | scores | path | p50 ms | p95 ms | response KB | worker peak RSS MB (idle → after) |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['database']} | {r['scores']:,} | `{r['path'].split('?')[0]}` | {r['p50']:.1f} | {r['p95']:.1f} | "
               f"{r['bytes'] / 1024:.0f} | {r['idle_mb']:.0f} → {r['peak_mb']:.0f} |")
+    print("\n| database | scores | sweep query | median ms |")
+    print("|---|---:|---|---:|")
+    for r in SWEEPS:
+        print(f"| {r['database']} | {r['scores']:,} | {r['query']} | {r['ms']:.1f} |")
     print("\n| database | path | p95 vs 200 ms target | p95 ratio largest / smallest store | peak RSS ratio |")
     print("|---|---|---:|---:|---:|")
     for database in sorted({r["database"] for r in results}):

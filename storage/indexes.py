@@ -13,7 +13,9 @@ Each one turns a per-segment question into a range read of the rows it answers w
 - ``drafts (institution, body_system, created_at)``: a segment's newest draft, whose system serves
   the segment while no champion is chosen (streams/serving_view.py);
 - ``signed_reports (received_at)``: the reports signed since the score agent's last sweep for
-  pairs with no score (``Repository.unscored_pairs``; drafts have their ``created_at`` index).
+  pairs with no score (``Repository.unscored_pairs``; drafts have their ``created_at`` index);
+- ``drafts (delivery, created_at)``: the drafts due to the RIS worklist (storage/deliveries.py),
+  a few among a year of delivered ones.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ INDEXES = (
     Index("ix_drafts_status_oldest", col(DraftRow.status), col(DraftRow.created_at), col(DraftRow.id)),
     Index("ix_drafts_segment_newest", col(DraftRow.institution), col(DraftRow.body_system), col(DraftRow.created_at)),
     Index("ix_signed_reports_received", col(SignedReportRow.received_at)),
+    Index("ix_drafts_delivery", col(DraftRow.delivery), col(DraftRow.created_at)),
 )
 
 

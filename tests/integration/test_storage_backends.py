@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from storage.repository import Repository
 from storage.tables import AlertRow, DraftRow, ScoreRow, SignedReportRow
@@ -58,13 +58,15 @@ def test_pending_pairs_summary_and_retract(repo: Repository) -> None:
 
 
 def test_old_database_is_migrated(repo: Repository) -> None:
-    with repo.engine.begin() as connection:
+    with repo.engine.begin() as connection:  # a database from before delivery, and so before its index
+        connection.execute(text("DROP INDEX ix_drafts_delivery"))
         connection.execute(text("ALTER TABLE drafts DROP COLUMN delivery"))
     repo.close()
     migrated = Repository(repo.url)
     try:
         migrated.upsert(DraftRow(institution="X", accession="1", draft="d"))
         assert migrated.get(DraftRow, "X", "1").delivery == ""
+        assert "ix_drafts_delivery" in {i["name"] for i in inspect(migrated.engine).get_indexes("drafts")}
     finally:
         migrated.close()
 
