@@ -77,16 +77,22 @@ async def start_ingest(
         sink = KafkaSink(bootstrap_servers)
     await sink.start()
     forwarder = None
-    if journal is not None:
-        forwarder = Forwarder(journal, sink, done)
-        await forwarder.start()
-    listener = Listener(sink, topics, mappings, journal=journal)
-    if forwarder is not None:
-        _journal_metrics(listener, forwarder)
-    server = MLLPServer(
-        listener.handle, host, port, max_frame=max_frame, idle_timeout=idle_timeout, ssl_context=ssl_context
-    )
-    await server.start()
+    try:
+        if journal is not None:
+            forwarder = Forwarder(journal, sink, done)
+            await forwarder.start()
+        listener = Listener(sink, topics, mappings, journal=journal)
+        if forwarder is not None:
+            _journal_metrics(listener, forwarder)
+        server = MLLPServer(
+            listener.handle, host, port, max_frame=max_frame, idle_timeout=idle_timeout, ssl_context=ssl_context
+        )
+        await server.start()
+    except BaseException:  # e.g. the port taken: stop what started; the journal keeps every entry
+        if forwarder is not None:
+            await forwarder.stop()
+        await sink.stop()
+        raise
     return IngestService(server, listener, sink, forwarder=forwarder)
 
 

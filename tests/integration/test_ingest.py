@@ -190,3 +190,24 @@ async def test_no_patient_data_in_logs_or_dead_letter_listing(broker, tmp_path: 
     for text in (log_path.read_text(errors="replace"), listed):
         for canary in canaries:
             assert canary not in text
+
+
+async def test_a_listener_that_cannot_bind_stops_cleanly_and_frees_its_journal(settings, tmp_path: Path) -> None:
+    """The MLLP port is taken: the start fails with the system's error, the producer and the
+    forwarder it had started are stopped, and the journal's lock is free for the next start."""
+    import dataclasses
+    import socket
+
+    from ingest.journal import Journal
+    from radflow.services import ensure_all_topics, start_listener
+
+    await ensure_all_topics(settings)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = dataclasses.replace(settings, mllp_host="127.0.0.1", mllp_port=taken.getsockname()[1])
+        with pytest.raises(OSError):
+            await start_listener(busy)
+    Journal(settings.resolved_journal_path, settings.journal_max_bytes).open().close()  # the lock went with it
+    service = await start_listener(settings)  # and the next start takes it
+    await service.stop()
