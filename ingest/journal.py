@@ -15,6 +15,7 @@ system drops the lock with the process, so a crash never leaves it held).
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import os
@@ -157,15 +158,18 @@ class Journal:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)  # an OSError: open() names the setting
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        except OSError as exc:
+            held = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() if held else ""
             os.close(fd)
-            raise JournalError(f"the journal at {self.path} is in use by pid {holder}: one listener per journal. "
-                               "Stop the other `radflow ingest`/`serve`, or give this one its own RADFLOW_HOME "
-                               "or RADFLOW_JOURNAL_PATH") from None
+            if not held:  # no locks on this file system, say: open() names the setting
+                raise
+            raise JournalError(f"the journal at {self.path} is in use by pid {holder or '(unknown)'}: one listener "
+                               "per journal. Stop the other `radflow ingest`/`serve`, or give this one its own "
+                               "RADFLOW_HOME or RADFLOW_JOURNAL_PATH") from None
+        self._lock = fd  # from here close() releases it, whatever fails next
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock = fd
 
     def _drop_lock(self) -> None:
         fd, self._lock = self._lock, None
