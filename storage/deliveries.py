@@ -9,9 +9,9 @@ is retried after a backoff that doubles.
 Which drafts are due is a question of delivery state alone: a draft marked ``signed``
 (storage.pending: its signed report was stored, perhaps while the RIS was down) is delivered like
 any other; only a retracted draft is never sent. A draft of an institution with no route
-(RADFLOW_WORKLIST_ROUTES) is marked ``unrouted`` and leaves the due ones: left open, such drafts
-would pile up oldest-first in every sweep and hide the routed ones behind them; a route added
-later sends the drafts made from then on, not the archive.
+(RADFLOW_WORKLIST_ROUTES, as the worker that meets it was started) is marked ``unrouted`` and
+leaves the due ones: left open, such drafts would pile up oldest-first in every sweep and hide the
+routed ones behind them. A route added later sends the drafts made from then on, not those.
 """
 
 from __future__ import annotations
@@ -51,12 +51,15 @@ class DeliveryLog:
             return session.exec(select(DraftRow).where(DraftRow.institution == institution,
                                                        DraftRow.accession == accession)).first()
 
-    def mark_unrouted(self, institution: str, accession: str) -> bool:
-        """Take a draft that has never been sent out of the due ones: its institution has no route."""
+    def mark_unrouted(self, institution: str, accession: str, now: float) -> bool:
+        """Take a draft out of the due ones: its institution has no route. Only a draft no sender
+        holds: never sent, failed, or claimed by a sender whose lease ran out."""
         with Session(self.engine) as session:
             result: Any = session.execute(
                 update(DraftRow).where(col(DraftRow.institution) == institution, col(DraftRow.accession) == accession,
-                                       col(DraftRow.delivery) == "").values(delivery=Delivery.UNROUTED.value))
+                                       col(DraftRow.delivery).in_(OPEN),
+                                       (col(DraftRow.delivery) != SENDING) | (col(DraftRow.delivery_due) <= now))
+                .values(delivery=Delivery.UNROUTED.value))
             session.commit()
             return bool(result.rowcount == 1)
 

@@ -52,7 +52,7 @@ async def deliver(deps: WorklistDeps, institution: str, accession: str) -> str |
     """Send the stored draft of one exam; the outcome, or None when there is nothing to send (no
     route, delivered or rejected already, retracted, in another sender's hands, backing off)."""
     if deps.sender.route(institution) is None:
-        await asyncio.to_thread(deps.repository.mark_unrouted, institution, accession)
+        await asyncio.to_thread(deps.repository.mark_unrouted, institution, accession, time.time())
         return None
     draft = await asyncio.to_thread(deps.repository.claim_delivery, institution, accession, time.time(), LEASE_SECONDS)
     if draft is None or draft.id is None:

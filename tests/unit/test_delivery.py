@@ -128,3 +128,13 @@ async def test_drafts_of_an_institution_without_a_route_never_hide_the_routed_on
         assert await sweep(deps) == 0 and repo.undelivered(now=1e18) == []
     assert len(ris.received) == 1 and repo.get(DraftRow, "XIHE", "A0").delivery == "AA"
     assert {repo.get(DraftRow, "NANHU", f"N{i}").delivery for i in (0, 599)} == {Delivery.UNROUTED}
+
+
+def test_unrouted_marks_only_drafts_no_sender_holds(repo: Repository) -> None:
+    states = {"N0": ("", 0.0), "N1": ("failed", 500.0), "N2": ("sending", 50.0), "N3": ("sending", 500.0),
+              "N4": ("AA", 0.0)}  # sending until 500: a live claim at 100
+    for accession, (delivery, due) in states.items():
+        repo.upsert(DraftRow(institution="NANHU", accession=accession, draft="x", delivery=delivery, delivery_due=due))
+    marked = {a for a in states if repo.mark_unrouted("NANHU", a, now=100.0)}
+    assert marked == {"N0", "N1", "N2"}  # never sent, failed (backing off or not), a claim that lapsed
+    assert repo.get(DraftRow, "NANHU", "N3").delivery == "sending" and repo.get(DraftRow, "NANHU", "N4").delivery == "AA"
