@@ -14,33 +14,30 @@ from kernel.errors import StreamsError
 
 #: faust-streaming releases whose private attributes streams/offsets.py uses were read and tested: [low, high).
 VERIFIED = ((0, 15, 3), (0, 16, 0))
-
-
-def check_faust_version(found: str | None = None) -> str:
-    """The installed faust-streaming version; StreamsError outside ``VERIFIED``."""
-    found = found or installed_version("faust-streaming")
-    parts = tuple(int(p) for p in found.split(".")[:3] if p.isdigit())
-    low, high = VERIFIED
-    if not low <= parts < high:
-        raise StreamsError(
-            f"faust-streaming {found} is installed; radflow's offset guard (streams/offsets.py) was verified on "
-            f">={'.'.join(map(str, low))},<{'.'.join(map(str, high))} and patches private attributes that "
-            "change between releases. Install a verified release, or verify this one and widen VERIFIED.")
-    return found
-
-
 #: mode-streaming releases whose Worker._on_sigint/_on_sigterm streams/stopping.py calls: [low, high).
 VERIFIED_MODE = ((0, 7, 0), (0, 8, 0))
 
 
-def check_mode_version(found: str | None = None) -> str:
-    """The installed mode-streaming version; StreamsError outside ``VERIFIED_MODE``."""
-    found = found or installed_version("mode-streaming")
+def _check(package: str, found: str | None, verified: tuple[tuple[int, ...], tuple[int, ...]], uses: str,
+           setting: str) -> str:
+    """The installed ``package`` version; StreamsError outside ``verified`` [low, high)."""
+    found = found or installed_version(package)
     parts = tuple(int(p) for p in found.split(".")[:3] if p.isdigit())
-    low, high = VERIFIED_MODE
+    low, high = verified
     if not low <= parts < high:
         raise StreamsError(
-            f"mode-streaming {found} is installed; radflow's stop (streams/stopping.py) calls its private signal "
-            f"handlers, verified on >={'.'.join(map(str, low))},<{'.'.join(map(str, high))}. Install a verified "
-            "release, or verify this one and widen VERIFIED_MODE.")
+            f"{package} {found} is installed; {uses}, verified on >={'.'.join(map(str, low))},"
+            f"<{'.'.join(map(str, high))}. Install a verified release, or verify this one and widen {setting}.")
     return found
+
+
+def check_faust_version(found: str | None = None) -> str:
+    """The installed faust-streaming version; StreamsError outside ``VERIFIED``."""
+    return _check("faust-streaming", found, VERIFIED, "radflow's offset guard (streams/offsets.py) patches "
+                  "private attributes that change between releases", "VERIFIED")
+
+
+def check_mode_version(found: str | None = None) -> str:
+    """The installed mode-streaming version; StreamsError outside ``VERIFIED_MODE``."""
+    return _check("mode-streaming", found, VERIFIED_MODE, "radflow's stop (streams/stopping.py) calls its "
+                  "private signal handlers", "VERIFIED_MODE")
