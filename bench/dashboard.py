@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,8 +40,10 @@ from sqlmodel import SQLModel  # noqa: E402
 from kernel.broker import EmbeddedBroker  # noqa: E402
 from kernel.codes import BODY_SYSTEMS  # noqa: E402
 from kernel.settings import Settings  # noqa: E402
+from storage import indexes  # noqa: E402
 from storage.repository import Repository  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
+from tests.postgres import server_binaries, throwaway_postgres  # noqa: E402
 
 INSTITUTIONS = ("HUAXI", "MERCY", "XIHE")
 DAYS = 365
@@ -143,30 +143,12 @@ def _load(raw: Any, url: str, table: str, rows: list[tuple[Any, ...]]) -> None:
     cursor.close()
 
 
-@contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    """A throw-away PostgreSQL server (trust authentication, loopback only)."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if not found:
+def postgres() -> contextlib.AbstractContextManager[str]:
+    """A throw-away PostgreSQL server (tests/postgres.py: trust authentication, loopback only)."""
+    bindir = server_binaries()
+    if bindir is None:
         raise SystemExit("PostgreSQL server binaries are absent (/usr/lib/postgresql/*/bin)")
-    bindir = Path(found[-1]).parent
-    data = Path(tempfile.mkdtemp(prefix="radflow-bench-pg-"))
-    shutil.chown(data, "postgres")
-    os.chmod(data, 0o700)
-    port = free_port()
-
-    def as_postgres(*args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, cwd="/tmp")
-
-    as_postgres(str(bindir / "initdb"), "-D", str(data / "db"), "--auth=trust", "-U", "postgres", "-E", "UTF8")
-    as_postgres(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
-                f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
-    try:
-        as_postgres(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "radflow")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/radflow"
-    finally:
-        as_postgres(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "-w", "stop")
-        shutil.rmtree(data, ignore_errors=True)
+    return throwaway_postgres(bindir)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -270,8 +252,7 @@ def sweeps(database: str, url: str, n: int, calls: int = 5) -> list[dict[str, An
     out.append({"database": database, "scores": n, "query": "due drafts, without it (before)",
                 "ms": median_ms(lambda: repository.undelivered(newest + 86_400))})
     assert len(repository.undelivered(newest + 86_400)) == UNSIGNED, "the store's due drafts: its unsigned ones"
-    repository.close()
-    repository = Repository(url)  # put the index back for the worker (storage/indexes.py)
+    indexes.ensure(repository.engine)  # the index back, for the worker
     repository.close()
     for row in out:
         print(f"# {database} {n:,} sweep {row['query']}: {row['ms']:.1f} ms", flush=True)

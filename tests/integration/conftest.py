@@ -115,41 +115,13 @@ async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def _postgres_bin() -> Path | None:
-    import glob
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(found[-1]).parent if found else None
-
-
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL server started for the session (Debian's postgresql package), run as the
-    postgres user because the server refuses root; trust authentication on loopback only."""
-    import shutil
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server started for the session (tests/postgres.py)."""
+    from tests.postgres import server_binaries, throwaway_postgres
 
-    from tests.conftest import free_port
-
-    bindir = _postgres_bin()
-    if bindir is None or shutil.which("runuser") is None:
+    bindir = server_binaries()
+    if bindir is None:
         pytest.skip("PostgreSQL server binaries are absent (Debian package postgresql)")
-    import tempfile
-
-    # not under pytest's tmp dirs: those are private to root, and the server runs as postgres
-    data = Path(tempfile.mkdtemp(prefix="radflow-pg-"))
-    shutil.chown(data, "postgres")
-    os.chmod(data, 0o700)
-    port = free_port()
-
-    def as_postgres(*args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, cwd="/tmp")
-
-    as_postgres(str(bindir / "initdb"), "-D", str(data / "db"), "--auth=trust", "-U", "postgres", "-E", "UTF8")
-    as_postgres(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
-                f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
-    try:
-        as_postgres(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "radflow")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/radflow"
-    finally:
-        as_postgres(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "-w", "stop")
-        shutil.rmtree(data, ignore_errors=True)
+    with throwaway_postgres(bindir) as url:
+        yield url
