@@ -119,21 +119,13 @@ class SystemsGate:
             self._promote(institution, body_system, champion, "cold start")
         held = holdout(group, self.holdout)
         base = score_drafts(held, draft_all(self.drafters[champion], held))
-        decisions: dict[str, Decision] = {}
-        evidence = []
-        for name, drafter in self.drafters.items():
-            if name == champion:
-                continue
-            decision = decide(held, score_drafts(held, draft_all(drafter, held)), base, self.recipe)
-            decisions[name] = decision
-            row = SystemEvalRow(run_at=run_at, institution=institution, body_system=body_system, champion=champion,
-                                challenger=name, n=len(held), champion_rougeL=decision.champion.get("rougeL", 0.0),
-                                challenger_rougeL=decision.challenger.get("rougeL", 0.0), delta_rougeL=decision.delta,
-                                p_value=decision.p_value, promoted=False, reason=decision.reason)
-            evidence.append(row)
-        decisions = holm(decisions, self.recipe.alpha_level)
-        for row in evidence:
-            row.reason = decisions[row.challenger].reason
+        decisions = holm({name: decide(held, score_drafts(held, draft_all(drafter, held)), base, self.recipe)
+                          for name, drafter in self.drafters.items() if name != champion}, self.recipe.alpha_level)
+        evidence = [SystemEvalRow(run_at=run_at, institution=institution, body_system=body_system, champion=champion,
+                                  challenger=name, n=len(held), champion_rougeL=d.champion.get("rougeL", 0.0),
+                                  challenger_rougeL=d.challenger.get("rougeL", 0.0), delta_rougeL=d.delta,
+                                  p_value=d.p_value, promoted=False, reason=d.reason)
+                    for name, d in decisions.items()]
         winners = sorted((d.delta, n) for n, d in decisions.items() if d.promote)
         after, reason = champion, "champion kept: no challenger wins" if decisions else "no challenger configured"
         if winners:
