@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kernel.settings import Settings
 
@@ -30,18 +29,11 @@ def _refitter(settings: Settings, args: argparse.Namespace, need_model: bool = T
                     retrieval_k=settings.retrieval_k)
 
 
-def _systems_gate(settings: Settings, repository: Any) -> Callable[[], object]:
-    """The systems gate as `radflow systems choose` runs it, built afresh each round (its case
-    index and ranker refit read the signed reports stored since the last one)."""
-    from radflow.cli.archive import systems_gate
-
-    return lambda: systems_gate(settings, repository).run()
-
-
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from radflow.cli.archive import systems_gate
     from training.schedule import parse_interval, run_schedule
 
     refitter = _refitter(settings, args)
@@ -50,7 +42,10 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            run_schedule(refitter, refitter.repository, every, stop, choose=_systems_gate(settings, refitter.repository))
+            # the systems gate as `radflow systems choose` runs it, built afresh each round: its case
+            # index and ranker refit take in the reports signed since the last one
+            run_schedule(refitter, refitter.repository, every, stop,
+                         choose=lambda: systems_gate(settings, refitter.repository).run())
         except KeyboardInterrupt:
             pass
         return 0
