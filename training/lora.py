@@ -144,6 +144,7 @@ class _Trainer:
     scheduler: Any
     pad_token_id: int
     quantized: bool
+    cpu_bf16: bool = False
 
     @classmethod
     def create(cls, model: Any, loaded: LoadedModel, recipe: Recipe, total_steps: int) -> _Trainer:
@@ -156,7 +157,8 @@ class _Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
         )
-        return cls(model, params, optimizer, scheduler, loaded.tokenizer.pad_token_id, loaded.quantized)
+        return cls(model, params, optimizer, scheduler, loaded.tokenizer.pad_token_id, loaded.quantized,
+                   recipe.cpu_bf16)
 
     def step(self, micro_batches: Iterable[list[Any]]) -> tuple[float, int]:
         """One optimizer step over its micro-batches (gradient accumulation); its loss and tokens."""
@@ -164,12 +166,14 @@ class _Trainer:
 
         micro_batches = list(micro_batches)
         device = next(self.model.parameters()).device
+        # QLoRA computes in bf16 on CUDA; on CPU only when the recipe asks (the weights stay float32)
+        autocast = self.quantized if device.type == "cuda" else self.cpu_bf16
         self.optimizer.zero_grad()
         step_loss, tokens = 0.0, 0
         for batch in micro_batches:
             ids, labels, mask = collate(batch, self.pad_token_id)
             ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.quantized):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss = impression_loss(self.model, ids, mask, labels) / len(micro_batches)
             loss.backward()
             step_loss += loss.item()
