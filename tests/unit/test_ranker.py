@@ -85,3 +85,43 @@ def test_bad_artifacts_and_too_little_data_are_clear_errors(tmp_path: Path) -> N
         load_ranker(tmp_path)
     with pytest.raises(TrainingError, match="train and validation"):
         rt.train_ranker(corpus(3), tmp_path / "rankers")
+
+
+def exact_corpus(n: int, seed: int = 5) -> list[ds.Example]:
+    """An institution whose findings name their impression's pattern by a rare marker word, so the
+    nearest case is always right: nothing a ranker does can beat it."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        j = rng.randrange(12)
+        findings = f"Marker zq{j}x seen, zq{j}x again (series w{i}x)."  # w{i}x: no two findings alike
+        out.append(ds.Example("EXACT", f"E{i:05d}", "chest", "en", findings, f"Pattern {j} of the series."))
+    return out
+
+
+def test_an_institution_the_ranker_does_not_help_keeps_the_nearest_case(tmp_path: Path) -> None:
+    examples = corpus(500) + exact_corpus(300)
+    data = ds.build(examples)
+    chosen = rt.select(data.train, data.val, ks=(5,), leaves=(7,), trees=(40,), penalties=(0.0,))
+    assert chosen.fallback == ("EXACT",)
+    top1, ranked = chosen.by_institution["EXACT"]["top1"], chosen.by_institution["EXACT"]["ranker"]
+    assert top1[0] == pytest.approx(1.0) and ranked[0] <= top1[0]
+    assert chosen.by_institution["SITE"]["ranker"][0] > chosen.by_institution["SITE"]["top1"][0]
+
+    path = rt.train_ranker(examples, tmp_path / "rankers", ks=(5,), leaves=(7,), trees=(40,), penalties=(0.0,))
+    assert json.loads((path / RANKER_META).read_text())["fallback"] == ["EXACT"]
+    ranker, _ = load_ranker(path)
+    assert ranker.fallback == {"EXACT"}
+
+    # the fallback drafts exactly what retrieval drafts; without it the ranker departs from it
+    from model.ranker import Ranker
+    from model.retrieval import RetrievalDrafter
+
+    index = rt.index_of(data.train)
+    site = [e for e in data.test if e.institution == "SITE"]
+    requests = [DraftRequest(e.institution, e.accession, e.findings, e.language) for e in site]
+    nearest = [d.text for d in RetrievalDrafter(index).draft(requests)]
+    kept = RankerDrafter(Ranker(chosen.booster, chosen.k, fallback={"SITE"}), index).draft(requests)
+    ranked_site = RankerDrafter(Ranker(chosen.booster, chosen.k), index).draft(requests)
+    assert [d.text for d in kept] == nearest
+    assert sum(d.text != n for d, n in zip(ranked_site, nearest)) >= len(site) // 5
