@@ -67,15 +67,11 @@ def ranker_drafts(train: Sequence[ds.Example], val: Sequence[ds.Example], test: 
     """The ranker chosen on validation, trained on the train split, drafting the test split from
     the train split's cases (as retrieval does)."""
     chosen = rt.select(train, val, rt.KS, rt.LEAVES, rt.TREES, rt.PENALTIES)  # read now: a test may narrow the grid
-    ranker = Ranker(chosen.booster, chosen.k, fallback=chosen.fallback)
-    drafts = RankerDrafter(ranker, index, "ranker/eval").draft(requests_of(test))
+    drafts = RankerDrafter(Ranker(chosen.booster, chosen.k), index, "ranker/eval").draft(requests_of(test))
     (rl, missed), (top_rl, top_missed) = chosen.validation[chosen.cell], chosen.validation[f"k{chosen.k}-top1"]
     note = (f"LightGBM lambdarank over the k={chosen.k} nearest train reports' impressions ({chosen.leaves} leaves, "
             f"{chosen.trees} trees, missed-finding penalty {chosen.penalty}; chosen on the validation split: R-L "
             f"{rl:.3f}, missed {missed:.3f}, against top-1 {top_rl:.3f}, {top_missed:.3f}; oracle "
             f"{chosen.validation[f'k{chosen.k}-oracle'][0]:.3f}); trained on {len(train)} train reports, "
-            f"leave-one-out neighbours as candidates; the nearest case serves "
-            f"{', '.join(chosen.fallback) or 'no institution'} (validation per institution, ranker against top-1: "
-            + "; ".join(f"{i} {v['ranker'][0]:.3f}/{v['ranker'][1]:.3f} vs {v['top1'][0]:.3f}/{v['top1'][1]:.3f}"
-                        for i, v in chosen.by_institution.items()) + ")")
+            f"leave-one-out neighbours as candidates")
     return [d.text for d in drafts], note

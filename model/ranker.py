@@ -9,8 +9,7 @@ On disk a ranker is a version directory beside the adapters, ``<home>/rankers/<n
 (``rankers_dir(settings.home)``; ``latest_version`` finds the newest):
 
 - ``model.txt``: the LightGBM booster as text;
-- ``ranker.json``: the feature list (in the booster's column order), ``k``, the institutions where
-  the nearest case serves instead (``fallback``, chosen on validation), the training window
+- ``ranker.json``: the feature list (in the booster's column order), ``k``, the training window
   (reports, institutions, fingerprint of the data), the validation metrics and the parameters.
 
 Serving: ``RankerDrafter.load(path, cases)`` with the live case index (``model.retrieval.CaseIndex``,
@@ -24,7 +23,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from kernel.errors import ModelError
@@ -54,19 +52,16 @@ def latest_version(out_dir: Path, name: str = RANKER_NAME) -> Path | None:
 class Ranker:
     """A booster over the candidates' features, and the pool size it was trained for."""
 
-    def __init__(self, booster: Any, k: int, features: tuple[str, ...] = FEATURES,
-                 fallback: Iterable[str] = ()) -> None:
+    def __init__(self, booster: Any, k: int, features: tuple[str, ...] = FEATURES) -> None:
         if tuple(features) != FEATURES:
             raise ModelError(f"ranker trained on features {list(features)}; this code computes {list(FEATURES)}")
         if k < 1:
             raise ValueError("k must be at least 1")
         self.booster, self.k, self.features = booster, k, tuple(features)
-        # institutions where validation found the ranker no better than the nearest case: it serves there
-        self.fallback = frozenset(fallback)
 
-    def best(self, found: list[Candidate], institution: str = "") -> Candidate | None:
-        """The candidate ranked first (ties: the nearer case); the nearest for a fallback institution."""
-        if len(found) <= 1 or institution in self.fallback:
+    def best(self, found: list[Candidate]) -> Candidate | None:
+        """The candidate ranked first (ties: the nearer case)."""
+        if len(found) <= 1:
             return found[0] if found else None
         import numpy as np
 
@@ -81,9 +76,8 @@ def save_ranker(ranker: Ranker, out_dir: Path, *, window: dict, metrics: dict, p
     path = Path(out_dir) / name / version
     path.mkdir(parents=True)
     ranker.booster.save_model(str(path / RANKER_MODEL))
-    meta = {"name": name, "version": version, "features": list(ranker.features), "k": ranker.k,
-            "fallback": sorted(ranker.fallback), "window": window, "metrics": metrics, "params": params,
-            "created_at": time.time()}
+    meta = {"name": name, "version": version, "features": list(ranker.features), "k": ranker.k, "window": window,
+            "metrics": metrics, "params": params, "created_at": time.time()}
     (path / RANKER_META).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
     return path
 
@@ -97,8 +91,7 @@ def load_ranker(path: Path) -> tuple[Ranker, dict]:
     import lightgbm as lgb
 
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    return Ranker(lgb.Booster(model_file=str(model_path)), int(meta["k"]), tuple(meta["features"]),
-                  meta.get("fallback", ())), meta
+    return Ranker(lgb.Booster(model_file=str(model_path)), int(meta["k"]), tuple(meta["features"])), meta
 
 
 class RankerDrafter:
@@ -120,7 +113,7 @@ class RankerDrafter:
         for r in requests:
             started = time.perf_counter()
             found = candidates(self.cases, r.institution, r.findings, r.language, self.ranker.k, exclude=r.accession)
-            chosen = self.ranker.best(found, r.institution)
+            chosen = self.ranker.best(found)
             ms = (time.perf_counter() - started) * 1000
             text, guard = (chosen.case.impression, "") if chosen is not None else ("", "empty")
             out.append(Draft(text, guard, ms, self.model_id, "none", self.label))

@@ -8,9 +8,7 @@ proxy of model/scoring/clinical.py), graded 0..``GRADES`` for lambdarank. The po
 the number of leaves and trees and the penalty are chosen on the validation split only: the best
 R-L among the settings that miss findings no more often than the nearest case does (the
 candidates of a validation report come from the whole train split, as a live draft's come from
-the whole history). Then, per institution, the same rule once more: where the chosen ranker's
-validation R-L is not higher than the nearest case's, or it misses findings more often, that
-institution's drafts are the nearest case's (``fallback``). The
+the whole history); the
 chosen ranker is then refit on train + validation as one history and saved as a version
 (model/ranker.py). ``train_ranker`` does all of it from signed cases, so the serving gate can
 refit a ranker from storage.
@@ -20,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +127,6 @@ class Selection:
     penalty: float
     validation: dict[str, tuple[float, float]]  # "k10-l7-t150-p0.1" -> (mean R-L, missed rate); "k10-top1" too
     booster: Any = None  # the chosen cell's booster, trained on the train split
-    fallback: tuple[str, ...] = ()  # institutions where the nearest case serves (see ``fallback_institutions``)
-    by_institution: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # "ranker"/"top1"
 
     @property
     def cell(self) -> str:
@@ -146,10 +142,8 @@ def select(train: Sequence[ds.Example], val: Sequence[ds.Example], ks: Sequence[
     index = index_of(train)
     grid: dict[str, tuple[float, float]] = {}
     boosters: dict[str, Any] = {}
-    val_by_k: dict[int, list[Query]] = {}
     for k in ks:
         train_q, val_q = queries(train, index, k, True), queries(val, index, k, False)
-        val_by_k[k] = val_q
         grid[f"k{k}-top1"] = outcome(val_q, [0 if q.candidates else None for q in val_q])
         grid[f"k{k}-oracle"] = outcome(val_q, [max(range(len(q.gains)), key=q.gains.__getitem__) if q.gains else None
                                                for q in val_q])
@@ -170,27 +164,7 @@ def select(train: Sequence[ds.Example], val: Sequence[ds.Example], ks: Sequence[
         import lightgbm as lgb
 
         booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=n_trees))
-    fallback, by_institution = fallback_institutions(val_by_k[k], picks(booster, val_by_k[k]))
-    log.info("ranker: the nearest case serves %s (validation R-L, missed per institution: %s)",
-             list(fallback) or "no institution", by_institution)
-    return Selection(k, n_leaves, n_trees, penalty, grid, booster, fallback, by_institution)
-
-
-def fallback_institutions(qs: Sequence[Query], chosen: Sequence[int | None]
-                          ) -> tuple[tuple[str, ...], dict[str, dict[str, tuple[float, float]]]]:
-    """The institutions whose validation reports the ranker drafts no better than the nearest case
-    (R-L not higher, or more reports with a missed finding): one ranker serves every institution,
-    but a site whose own reports it does not help keeps what retrieval gives it. Also each
-    institution's (R-L, missed rate) under the ranker and the nearest case."""
-    by_institution: dict[str, dict[str, tuple[float, float]]] = {}
-    for institution in sorted({q.example.institution for q in qs}):
-        rows = [i for i, q in enumerate(qs) if q.example.institution == institution]
-        own = [qs[i] for i in rows]
-        by_institution[institution] = {"ranker": outcome(own, [chosen[i] for i in rows]),
-                                       "top1": outcome(own, [0 if q.candidates else None for q in own])}
-    fallback = tuple(i for i, v in by_institution.items()
-                     if not (v["ranker"][0] > v["top1"][0] and v["ranker"][1] <= v["top1"][1] + 1e-9))
-    return fallback, by_institution
+    return Selection(k, n_leaves, n_trees, penalty, grid, booster)
 
 
 def train_ranker(cases: Sequence[ds.Example], out_dir: Path, *, ks: Sequence[int] = KS,
@@ -205,15 +179,14 @@ def train_ranker(cases: Sequence[ds.Example], out_dir: Path, *, ks: Sequence[int
     chosen = select(data.train, data.val, ks, leaves, trees, penalties)
     history = data.train + data.val
     booster = fit(queries(history, index_of(history), chosen.k, True), chosen.leaves, chosen.trees, chosen.penalty)
-    ranker = Ranker(booster, chosen.k, fallback=chosen.fallback)
+    ranker = Ranker(booster, chosen.k)
     window = {"reports": len(history), "institutions": sorted({e.institution for e in history}),
               "fingerprint": ds.Dataset(data.train, data.val, []).fingerprint(), "split_salt": salt}
     metrics = {"validation_rougeL": chosen.validation[chosen.cell][0],
                "validation_missed_rate": chosen.validation[chosen.cell][1],
                "validation_top1_rougeL": chosen.validation[f"k{chosen.k}-top1"][0],
                "validation_top1_missed_rate": chosen.validation[f"k{chosen.k}-top1"][1],
-               "validation_oracle_rougeL": chosen.validation[f"k{chosen.k}-oracle"][0], "grid": chosen.validation,
-               "validation_by_institution": chosen.by_institution}
+               "validation_oracle_rougeL": chosen.validation[f"k{chosen.k}-oracle"][0], "grid": chosen.validation}
     return save_ranker(ranker, out_dir, window=window, metrics=metrics,
                        params={"leaves": chosen.leaves, "trees": chosen.trees, "missed_penalty": chosen.penalty,
                                **BASE_PARAMS})
