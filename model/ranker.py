@@ -53,11 +53,14 @@ class Ranker:
     """A booster over the candidates' features, and the pool size it was trained for."""
 
     def __init__(self, booster: Any, k: int, features: tuple[str, ...] = FEATURES) -> None:
-        if tuple(features) != FEATURES:
-            raise ModelError(f"ranker trained on features {list(features)}; this code computes {list(FEATURES)}")
+        unknown = [f for f in features if f not in FEATURES]
+        if unknown:
+            raise ModelError(f"ranker trained on features this code does not compute: {unknown}")
         if k < 1:
             raise ValueError("k must be at least 1")
         self.booster, self.k, self.features = booster, k, tuple(features)
+        # the columns the booster was trained on, in its order: a ranker from before a feature was added still serves
+        self.columns = [FEATURES.index(f) for f in features]
 
     def best(self, found: list[Candidate]) -> Candidate | None:
         """The candidate ranked first (ties: the nearer case)."""
@@ -65,7 +68,7 @@ class Ranker:
             return found[0] if found else None
         import numpy as np
 
-        predicted = self.booster.predict(np.asarray([c.features for c in found], dtype=float))
+        predicted = self.booster.predict(np.asarray([c.features for c in found], dtype=float)[:, self.columns])
         return max(zip(found, predicted), key=lambda cp: (float(cp[1]), -cp[0].rank))[0]
 
 

@@ -17,7 +17,15 @@ report against the other train reports, itself left out), validation and a live 
 - the findings lexicon (model/scoring/clinical.py, the missed-finding proxy's): how many findings
   asserted in the new findings the impression does not name, how many it names that the new
   findings do not assert, and the first count against the candidate's own findings;
-- the language.
+- the language;
+- the ROUGE-L of the candidate case's findings against the new findings (the scorer's own view of
+  how alike the two exams read);
+- each candidate against the rest of its pool: the second-view similarities, the unnamed findings,
+  the agreement and the history relative to the pool's best (trees split on absolute values,
+  and what is "similar" differs from one report to the next).
+
+A ranker records the features it was trained on, by name, and reads those columns only
+(model/ranker.py), so an artifact trained before a feature was added keeps serving.
 """
 
 from __future__ import annotations
@@ -33,12 +41,16 @@ from model.consensus import vote
 from model.rerank import same_text
 from model.retrieval import tokens
 from model.scoring.clinical import compare
+from model.scoring.rouge import score
 
 FEATURES = (
     "bm25", "bm25_rel", "rank", "agreement", "agreement_gap", "agreement_weighted", "count_share",
     "history_log", "history_share", "length", "length_to_findings", "length_to_pool", "zh",
     "char_cosine", "words_in_findings", "words_in_own_findings", "words_gain", "pool_size",
     "concepts_unnamed", "concepts_unsupported", "concepts_unnamed_own",
+    # added with ranker v3 (2026-12-07); older artifacts do not read them
+    "findings_rougeL", "findings_rougeL_rel", "char_cosine_rel", "char_cosine_rank", "words_in_findings_rel",
+    "concepts_unnamed_rel", "agreement_rank", "history_rel",
 )
 
 
@@ -92,7 +104,7 @@ def candidates(cases: ScoredCases, institution: str, findings: str, language: st
     query_words, query_bigrams = set(tokens(findings)), _bigrams(findings)
     lengths = {v.case.impression: len(tokens(v.case.impression)) for v in voted}
     mean_length = sum(lengths.values()) / len(lengths) or 1.0
-    out = []
+    rows = []
     for v in voted:
         key = same_text(v.case.impression)
         history = cases.impression_count(institution, v.case.impression) - (1 if own == key else 0)
@@ -102,19 +114,35 @@ def candidates(cases: ScoredCases, institution: str, findings: str, language: st
         length = lengths[v.case.impression]
         unnamed = compare(v.case.impression, findings, language)
         unnamed_own = len(compare(v.case.impression, v.case.findings, language).missed)
-        out.append(Candidate(v.case, v.rank, (
+        rows.append((
             scores[v.rank], scores[v.rank] / top, float(v.rank), v.agreement, best_agreement - v.agreement, weighted,
             v.count / len(found), math.log1p(max(0, history)), max(0, history) / size, float(length),
             length / max(1, len(query_words)), length / mean_length, 1.0 if language == "zh" else 0.0,
             _cosine(query_bigrams, _bigrams(v.case.findings)), in_new, in_own, in_new - in_own, float(len(voted)),
-            float(len(unnamed.missed)), float(len(unnamed.over)), float(unnamed_own))))
-    return out
+            float(len(unnamed.missed)), float(len(unnamed.over)), float(unnamed_own),
+            score(v.case.findings, findings, language or None).rougeL))
+    return [Candidate(v.case, v.rank, row + _against_pool(rows, i)) for i, (v, row) in enumerate(zip(voted, rows))]
+
+
+_COLUMN = {name: i for i, name in enumerate(FEATURES)}
+
+
+def _against_pool(rows: Sequence[tuple[float, ...]], i: int) -> tuple[float, ...]:
+    """Candidate ``i``'s values relative to its pool (the v3 features after ``findings_rougeL``)."""
+    def col(name: str) -> list[float]:
+        return [r[_COLUMN[name]] for r in rows]
+
+    def rank(values: list[float]) -> float:  # 0 for the pool's highest
+        return float(sum(x > values[i] for x in values))
+
+    fr, cc, wf = col("findings_rougeL"), col("char_cosine"), col("words_in_findings")
+    unnamed, agreement, history = col("concepts_unnamed"), col("agreement"), col("history_log")
+    return (fr[i] / (max(fr) or 1.0), cc[i] / (max(cc) or 1.0), rank(cc), wf[i] / (max(wf) or 1.0),
+            unnamed[i] - min(unnamed), rank(agreement), history[i] - max(history))
 
 
 def _weighted_agreement(text: str, found: Sequence[tuple[float, Case]], language: str) -> float:
     """Mean R-L against the other cases, each weighted by its BM25 score (nearer cases count more)."""
-    from model.scoring.rouge import score
-
     total = weight = 0.0
     seen_self = False
     for value, case in found:

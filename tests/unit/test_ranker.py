@@ -85,3 +85,29 @@ def test_bad_artifacts_and_too_little_data_are_clear_errors(tmp_path: Path) -> N
         load_ranker(tmp_path)
     with pytest.raises(TrainingError, match="train and validation"):
         rt.train_ranker(corpus(3), tmp_path / "rankers")
+
+
+def test_a_ranker_trained_on_fewer_features_still_serves_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
+    """Upgrading adds features; a site's promoted ranker, trained on the older list, keeps serving
+    on the columns it names."""
+    import lightgbm as lgb
+
+    from model.ranker import Ranker, save_ranker
+
+    examples = corpus(300)
+    older = FEATURES[:21]  # ranker v2's list
+    qs = rt.queries(examples, rt.index_of(examples), 5, True)
+    x, y, group = rt._matrix([q for q in qs if len(q.candidates) > 1])
+    booster = lgb.train(rt.BASE_PARAMS | {"num_leaves": 7}, lgb.Dataset(x[:, :21], label=y, group=group,
+                                                                       feature_name=list(older)), num_boost_round=30)
+    path = save_ranker(Ranker(booster, 5, older), tmp_path / "rankers", window={}, metrics={}, params={})
+    drafter = RankerDrafter.load(path, rt.index_of(examples))
+    assert drafter.ranker.features == older
+    new = corpus(20, seed=77)
+    drafts = drafter.draft([DraftRequest(e.institution, e.accession, e.findings, e.language) for e in new])
+    assert sum(d.text == e.impression for d, e in zip(drafts, new)) >= 12
+
+    meta = json.loads((path / RANKER_META).read_text())
+    (path / RANKER_META).write_text(json.dumps(meta | {"features": [*older, "from_the_future"]}))
+    with pytest.raises(ModelError, match="from_the_future"):
+        load_ranker(path)
