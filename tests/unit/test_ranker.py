@@ -111,3 +111,20 @@ def test_a_ranker_trained_on_fewer_features_still_serves_and_an_unknown_one_is_r
     (path / RANKER_META).write_text(json.dumps(meta | {"features": [*older, "from_the_future"]}))
     with pytest.raises(ModelError, match="from_the_future"):
         load_ranker(path)
+
+
+def test_v3_features_read_each_candidate_against_its_pool() -> None:
+    examples = corpus(120)
+    index = rt.index_of(examples)
+    e = examples[7]
+    found = candidates(index, e.institution, e.findings, e.language, 10)  # itself not left out: it is the nearest
+    col = {name: FEATURES.index(name) for name in FEATURES}
+    own = next(c for c in found if c.case.key == e.accession)
+    assert own.features[col["findings_rougeL"]] == pytest.approx(1.0)
+    assert own.features[col["findings_rougeL_rel"]] == pytest.approx(1.0)
+    assert own.features[col["char_cosine_rel"]] == pytest.approx(1.0) and own.features[col["char_cosine_rank"]] == 0
+    others = [c for c in found if c is not own]
+    assert others and all(c.features[col["findings_rougeL"]] < 1.0 for c in others)
+    assert min(c.features[col["concepts_unnamed_rel"]] for c in found) == 0  # less the pool's fewest
+    assert max(c.features[col["history_rel"]] for c in found) == 0  # less the pool's most
+    assert sorted(c.features[col["agreement_rank"]] for c in found)[0] == 0
