@@ -2,8 +2,10 @@
 most similar cases of the institution, that a LightGBM lambdarank model ranks first.
 
 The features (model/ranker_features.py) need no language model: retrieval scores, agreement
-among the candidates, how often the institution signs each impression, lengths, a second view of
-similarity. Training is in training/ranker_train.py (``train_ranker``).
+among the candidates, how often the institution signs each impression, lengths, second views of
+similarity (character bigrams, the findings' R-L), the findings lexicon, and each candidate
+against its pool. A ranker reads the features it was trained on, by name. Training is in
+training/ranker_train.py (``train_ranker``).
 
 On disk a ranker is a version directory beside the adapters, ``<home>/rankers/<name>/vNNNN/``
 (``rankers_dir(settings.home)``; ``latest_version`` finds the newest):
@@ -56,11 +58,14 @@ class Ranker:
         unknown = [f for f in features if f not in FEATURES]
         if unknown:
             raise ModelError(f"ranker trained on features this code does not compute: {unknown}")
+        if not features or len(set(features)) != len(features) or booster.num_feature() != len(features):
+            raise ModelError(f"ranker's feature list ({len(features)} names) does not match its booster "
+                             f"({booster.num_feature()} columns)")
         if k < 1:
             raise ValueError("k must be at least 1")
         self.booster, self.k, self.features = booster, k, tuple(features)
         # the columns the booster was trained on, in its order: a ranker from before a feature was added still serves
-        self.columns = [FEATURES.index(f) for f in features]
+        self.columns: tuple[int, ...] = tuple(FEATURES.index(f) for f in features)
 
     def best(self, found: list[Candidate]) -> Candidate | None:
         """The candidate ranked first (ties: the nearer case)."""
@@ -68,7 +73,7 @@ class Ranker:
             return found[0] if found else None
         import numpy as np
 
-        predicted = self.booster.predict(np.asarray([c.features for c in found], dtype=float)[:, self.columns])
+        predicted = self.booster.predict(np.asarray([c.features for c in found], dtype=float)[:, list(self.columns)])
         return max(zip(found, predicted), key=lambda cp: (float(cp[1]), -cp[0].rank))[0]
 
 

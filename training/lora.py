@@ -167,7 +167,7 @@ class _Trainer:
         micro_batches = list(micro_batches)
         device = next(self.model.parameters()).device
         # QLoRA computes in bf16 on CUDA; on CPU only when the recipe asks (the weights stay float32)
-        autocast = self.quantized if device.type == "cuda" else self.cpu_bf16
+        autocast = self.quantized if device.type == "cuda" else (device.type == "cpu" and self.cpu_bf16)
         self.optimizer.zero_grad()
         step_loss, tokens = 0.0, 0
         for batch in micro_batches:

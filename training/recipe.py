@@ -29,7 +29,7 @@ class Recipe:
     warmup_ratio: float = 0.03
     packing: bool = True
     gradient_checkpointing: bool = True  # on CUDA only: it costs time and saves what 7B needs
-    cpu_bf16: bool = False  # bf16 autocast when training on CPU (AVX-512 BF16: 1.69x, bench/README.md)
+    cpu_bf16: bool = False  # bf16 autocast in CPU training: 1.69x forward+backward in bench/cpu_model.py, off (bench/README.md)
     checkpoint_every: int = 50  # optimizer steps between resumable checkpoints
     seed: int = 42
     # template selection: a short run per template, the best ROUGE-L on validation wins

@@ -87,29 +87,39 @@ def test_bad_artifacts_and_too_little_data_are_clear_errors(tmp_path: Path) -> N
         rt.train_ranker(corpus(3), tmp_path / "rankers")
 
 
-def test_a_ranker_trained_on_fewer_features_still_serves_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
-    """Upgrading adds features; a site's promoted ranker, trained on the older list, keeps serving
-    on the columns it names."""
+def test_a_ranker_reads_its_own_columns_by_name_and_refuses_a_list_that_does_not_fit(tmp_path: Path) -> None:
+    """Upgrading adds features; a site's promoted ranker, trained on another list, keeps serving on
+    the columns it names, in its own order (not a prefix of today's list)."""
     import lightgbm as lgb
+    import numpy as np
 
     from model.ranker import Ranker, save_ranker
 
     examples = corpus(300)
-    older = FEATURES[:21]  # ranker v2's list
+    named = (*FEATURES[21:], *FEATURES[:3], "concepts_unnamed")  # v3's new ones first, then a few of v2's
+    columns = [FEATURES.index(f) for f in named]
     qs = rt.queries(examples, rt.index_of(examples), 5, True)
     x, y, group = rt._matrix([q for q in qs if len(q.candidates) > 1])
-    booster = lgb.train(rt.BASE_PARAMS | {"num_leaves": 7}, lgb.Dataset(x[:, :21], label=y, group=group,
-                                                                       feature_name=list(older)), num_boost_round=30)
-    path = save_ranker(Ranker(booster, 5, older), tmp_path / "rankers", window={}, metrics={}, params={})
+    booster = lgb.train(rt.BASE_PARAMS | {"num_leaves": 7}, lgb.Dataset(x[:, columns], label=y, group=group,
+                                                                       feature_name=list(named)), num_boost_round=30)
+    path = save_ranker(Ranker(booster, 5, named), tmp_path / "rankers", window={}, metrics={}, params={})
     drafter = RankerDrafter.load(path, rt.index_of(examples))
-    assert drafter.ranker.features == older
+    assert drafter.ranker.features == named
     new = corpus(20, seed=77)
+    index = rt.index_of(examples)
+    for e in new:  # the served choice is the booster's own on exactly those columns
+        found = candidates(index, e.institution, e.findings, e.language, 5)
+        direct = booster.predict(np.asarray([c.features for c in found])[:, columns])
+        assert drafter.ranker.best(found) is found[int(np.argmax(direct))]
     drafts = drafter.draft([DraftRequest(e.institution, e.accession, e.findings, e.language) for e in new])
     assert sum(d.text == e.impression for d, e in zip(drafts, new)) >= 12
 
     meta = json.loads((path / RANKER_META).read_text())
-    (path / RANKER_META).write_text(json.dumps(meta | {"features": [*older, "from_the_future"]}))
+    (path / RANKER_META).write_text(json.dumps(meta | {"features": [*named, "from_the_future"]}))
     with pytest.raises(ModelError, match="from_the_future"):
+        load_ranker(path)
+    (path / RANKER_META).write_text(json.dumps(meta | {"features": list(named[:-1])}))
+    with pytest.raises(ModelError, match="does not match its booster"):
         load_ranker(path)
 
 
@@ -118,13 +128,26 @@ def test_v3_features_read_each_candidate_against_its_pool() -> None:
     index = rt.index_of(examples)
     e = examples[7]
     found = candidates(index, e.institution, e.findings, e.language, 10)  # itself not left out: it is the nearest
+    assert len(found) >= 3
     col = {name: FEATURES.index(name) for name in FEATURES}
+
+    def values(name: str) -> list[float]:
+        return [c.features[col[name]] for c in found]
+
+    def rank(xs: list[float], i: int) -> int:
+        return sum(x > xs[i] for x in xs)
+
     own = next(c for c in found if c.case.key == e.accession)
     assert own.features[col["findings_rougeL"]] == pytest.approx(1.0)
-    assert own.features[col["findings_rougeL_rel"]] == pytest.approx(1.0)
-    assert own.features[col["char_cosine_rel"]] == pytest.approx(1.0) and own.features[col["char_cosine_rank"]] == 0
-    others = [c for c in found if c is not own]
-    assert others and all(c.features[col["findings_rougeL"]] < 1.0 for c in others)
-    assert min(c.features[col["concepts_unnamed_rel"]] for c in found) == 0  # less the pool's fewest
-    assert max(c.features[col["history_rel"]] for c in found) == 0  # less the pool's most
-    assert sorted(c.features[col["agreement_rank"]] for c in found)[0] == 0
+    assert all(c.features[col["findings_rougeL"]] < 1.0 for c in found if c is not own)
+    for i, c in enumerate(found):  # each pool feature recomputed from its base column
+        f = c.features
+        assert f[col["findings_rougeL_rel"]] == pytest.approx(f[col["findings_rougeL"]] / max(values("findings_rougeL")))
+        assert f[col["char_cosine_rel"]] == pytest.approx(f[col["char_cosine"]] / max(values("char_cosine")))
+        assert f[col["char_cosine_rank"]] == rank(values("char_cosine"), i)
+        assert f[col["words_in_findings_rel"]] == pytest.approx(
+            f[col["words_in_findings"]] / (max(values("words_in_findings")) or 1.0))
+        assert f[col["concepts_unnamed_rel"]] == f[col["concepts_unnamed"]] - min(values("concepts_unnamed"))
+        assert f[col["agreement_rank"]] == rank(values("agreement"), i)
+        assert f[col["history_rel"]] == pytest.approx(f[col["history_log"]] - max(values("history_log")))
+    assert own.features[col["char_cosine_rank"]] == 0 and own.features[col["findings_rougeL_rel"]] == 1.0
