@@ -1,7 +1,8 @@
 """Does bf16 autocast in CPU training cost adapter quality? One run, two refits, one table.
 
 The shared adapter is trained twice with the same recipe (default ``smollm2-cpu``), the same
-seeded examples (``--train-per-corpus`` of each corpus, never a drafted report) and the same
+seeded examples (``--train-per-corpus`` of each corpus, never a drafted report nor its findings'
+text under another id) and the same
 schedule: once in float32, once with ``cpu_bf16: true`` (bf16 autocast on CPU, AVX-512 BF16).
 Each then drafts the same held-out reports of each corpus (``--reports``, spread over the file,
 as bench/cpu_model.py takes them), batch by batch in turn so the machine's load falls on both
@@ -32,6 +33,7 @@ from cpu_model import LANGUAGES, REPORTS, reports  # noqa: E402
 from model.adapters import SHARED  # noqa: E402
 from model.drafter import DraftRequest, ModelDrafter  # noqa: E402
 from model.loader import load_model  # noqa: E402
+from model.rerank import same_text  # noqa: E402
 from model.scoring import rouge  # noqa: E402
 from training.dataset import Example  # noqa: E402
 from training.gate import approximate_randomisation  # noqa: E402
@@ -42,11 +44,13 @@ PRECISIONS = ("float32", "bf16")
 
 
 def training_examples(corpora: list[str], held: dict[str, list[dict]], per_corpus: int) -> list[Example]:
-    """A seeded ``per_corpus`` of each corpus's reports, none of them held out for drafting."""
+    """A seeded ``per_corpus`` of each corpus's reports, none of them held out for drafting, nor
+    with the findings of one (the corpora repeat texts under other ids)."""
     out = []
     for corpus in corpora:
         skip = {str(r["id"]) for r in held[corpus]}
-        rows = [r for r in reports(corpus, 10**9) if str(r["id"]) not in skip]
+        seen = {same_text(r["findings"]) for r in held[corpus]}
+        rows = [r for r in reports(corpus, 10**9) if str(r["id"]) not in skip and same_text(r["findings"]) not in seen]
         random.Random(42).shuffle(rows)
         out += [Example(corpus, str(r["id"]), "", LANGUAGES[corpus], r["findings"], r["impression"])
                 for r in rows[:per_corpus]]

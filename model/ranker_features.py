@@ -20,9 +20,10 @@ report against the other train reports, itself left out), validation and a live 
 - the language;
 - the ROUGE-L of the candidate case's findings against the new findings (the scorer's own view of
   how alike the two exams read);
-- each candidate against the rest of its pool: the second-view similarities, the unnamed findings,
-  the agreement and the history relative to the pool's best (trees split on absolute values,
-  and what is "similar" differs from one report to the next).
+- each candidate against the rest of its pool: the findings R-L, the character-bigram cosine and
+  the words in the findings over the pool's highest, the cosine's and the agreement's rank, the
+  unnamed findings less the pool's fewest and the history less the pool's most (trees split on
+  absolute values, and what is "similar" differs from one report to the next).
 
 A ranker records the features it was trained on, by name, and reads those columns only
 (model/ranker.py), so an artifact trained before a feature was added keeps serving.
