@@ -122,24 +122,27 @@ def candidates(cases: ScoredCases, institution: str, findings: str, language: st
             _cosine(query_bigrams, _bigrams(v.case.findings)), in_new, in_own, in_new - in_own, float(len(voted)),
             float(len(unnamed.missed)), float(len(unnamed.over)), float(unnamed_own),
             score(v.case.findings, findings, language or None).rougeL))
-    return [Candidate(v.case, v.rank, row + _against_pool(rows, i)) for i, (v, row) in enumerate(zip(voted, rows))]
+    return [Candidate(v.case, v.rank, row + pooled) for v, row, pooled in zip(voted, rows, _against_pool(rows))]
 
 
 _COLUMN = {name: i for i, name in enumerate(FEATURES)}
 
 
-def _against_pool(rows: Sequence[tuple[float, ...]], i: int) -> tuple[float, ...]:
-    """Candidate ``i``'s values relative to its pool (the v3 features after ``findings_rougeL``)."""
+def _against_pool(rows: Sequence[tuple[float, ...]]) -> list[tuple[float, ...]]:
+    """Each candidate's values relative to its pool (the v3 features after ``findings_rougeL``),
+    the pool's extremes taken once."""
     def col(name: str) -> list[float]:
         return [r[_COLUMN[name]] for r in rows]
 
-    def rank(values: list[float]) -> float:  # 0 for the pool's highest
+    def rank(values: list[float], i: int) -> float:  # 0 for the pool's highest
         return float(sum(x > values[i] for x in values))
 
     fr, cc, wf = col("findings_rougeL"), col("char_cosine"), col("words_in_findings")
     unnamed, agreement, history = col("concepts_unnamed"), col("agreement"), col("history_log")
-    return (fr[i] / (max(fr) or 1.0), cc[i] / (max(cc) or 1.0), rank(cc), wf[i] / (max(wf) or 1.0),
-            unnamed[i] - min(unnamed), rank(agreement), history[i] - max(history))
+    top_fr, top_cc, top_wf = max(fr) or 1.0, max(cc) or 1.0, max(wf) or 1.0
+    fewest_unnamed, most_history = min(unnamed), max(history)
+    return [(fr[i] / top_fr, cc[i] / top_cc, rank(cc, i), wf[i] / top_wf, unnamed[i] - fewest_unnamed,
+             rank(agreement, i), history[i] - most_history) for i in range(len(rows))]
 
 
 def _weighted_agreement(text: str, found: Sequence[tuple[float, Case]], language: str) -> float:
