@@ -16,6 +16,7 @@ from training.recipe import Recipe
 
 
 def test_cpu_bf16_trains_in_bf16_and_keeps_float32_adapters(tiny_model: Path, tmp_path: Path) -> None:
+    import torch
     from safetensors.torch import load_file
 
     examples = [Example(r.institution, r.accession, str(r.body_system), r.language, r.findings, r.impression)
@@ -30,7 +31,7 @@ def test_cpu_bf16_trains_in_bf16_and_keeps_float32_adapters(tiny_model: Path, tm
                                       tmp_path / f"work-{bf16}", device="cpu", progress=False)
         weights[bf16] = load_file(results[bf16].adapter.path / "adapter_model.safetensors")
     assert results[False].steps == results[True].steps == 4
-    assert {t.dtype for w in weights.values() for t in w.values()} == {__import__("torch").float32}
+    assert {t.dtype for w in weights.values() for t in w.values()} == {torch.float32}
     # the same data, seed and schedule: only the arithmetic differs, so the runs end close but not equal
     assert results[True].final_loss != results[False].final_loss
     assert results[True].final_loss == pytest.approx(results[False].final_loss, rel=0.1)
