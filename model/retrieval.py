@@ -68,7 +68,7 @@ class BM25:
         n = len(self.docs)
         mean_length = self.total_length / n or 1.0
         scores: dict[int, float] = defaultdict(float)
-        for term in set(tokens(query)):
+        for term in sorted(set(tokens(query))):  # a fixed order, so scores match to the last bit run to run
             posting = self.postings.get(term)
             if not posting:
                 continue

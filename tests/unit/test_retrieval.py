@@ -61,3 +61,31 @@ def test_long_findings_are_cut_but_the_prompt_keeps_its_label(tiny_model: Path) 
     assert len(drafter.loaded.tokenizer.encode(prompt, add_special_tokens=False)) < 64
     [draft] = drafter.draft([request])
     assert draft.guard != "" and draft.adapter_version == ""  # altered text is always flagged
+
+
+_SCORES_UNDER_A_HASH_SEED = """
+import random
+from model.retrieval import BM25
+from model.cases import Case
+rng = random.Random(7)
+words = [f"w{i}" for i in range(300)]
+index = BM25()
+for n in range(200):
+    index.add(Case(str(n), " ".join(rng.choices(words, k=rng.randint(5, 60))), "x"))
+for q in range(40):
+    for value, case in index.search(" ".join(rng.sample(words, 40)), 5):
+        print(case.key, repr(value))
+"""
+
+
+def test_bm25_scores_do_not_depend_on_the_hash_seed() -> None:
+    # a query's terms summed in set order would differ in the last bit from one process to the
+    # next, and a tie between two candidates could then go either way from run to run
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    runs = {subprocess.run([sys.executable, "-c", _SCORES_UNDER_A_HASH_SEED], cwd=root, check=True, text=True,
+                           capture_output=True, env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout
+            for seed in ("1", "2", "3")}
+    assert len(runs) == 1 and len(next(iter(runs)).splitlines()) == 200
