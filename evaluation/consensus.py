@@ -72,6 +72,6 @@ def ranker_drafts(train: Sequence[ds.Example], val: Sequence[ds.Example], test: 
     note = (f"LightGBM lambdarank over the k={chosen.k} nearest train reports' impressions ({chosen.leaves} leaves, "
             f"{chosen.trees} trees, missed-finding penalty {chosen.penalty}; chosen on the validation split: R-L "
             f"{rl:.3f}, missed {missed:.3f}, against top-1 {top_rl:.3f}, {top_missed:.3f}; oracle "
-            f"{chosen.validation[f'k{chosen.k}-oracle'][0]:.3f}); trained on {len(train)} train reports, "
-            f"leave-one-out neighbours as candidates")
+            f"{chosen.validation[f'k{chosen.k}-oracle'][0]:.3f}; missed-finding rule met: {chosen.rule}); trained on "
+            f"{len(train)} train reports, leave-one-out neighbours as candidates")
     return [d.text for d in drafts], note

@@ -6,9 +6,10 @@ by its ROUGE-L against the report's signed impression (model/scoring/rouge.py, t
 everywhere), less ``penalty`` for each finding of the impression it misses (the missed-finding
 proxy of model/scoring/clinical.py), graded 0..``GRADES`` for lambdarank. The pool size ``k``,
 the number of leaves and trees and the penalty are chosen on the validation split only: the best
-R-L among the settings that miss findings no more often than the nearest case does (the
-candidates of a validation report come from the whole train split, as a live draft's come from
-the whole history); the
+R-L among the settings under which no institution misses findings more often than with its
+nearest case (a site reads its own missed-finding rate, not the pooled one; the candidates of a
+validation report come from the whole train split, as a live draft's come from the whole
+history); the
 chosen ranker is then refit on train + validation as one history and saved as a version
 (model/ranker.py). ``train_ranker`` does all of it from signed cases, so the serving gate can
 refit a ranker from storage.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,18 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+Cell = tuple[int, int, int, float]  # k, leaves, trees, missed-finding penalty
+_name = "k{}-l{}-t{}-p{}".format
+
+
+def by_institution(qs: Sequence[Query], chosen: Sequence[int | None]) -> dict[str, tuple[float, float]]:
+    """``outcome`` per institution."""
+    rows: dict[str, list[int]] = {}
+    for i, q in enumerate(qs):
+        rows.setdefault(q.example.institution, []).append(i)
+    return {inst: outcome([qs[i] for i in ix], [chosen[i] for i in ix]) for inst, ix in sorted(rows.items())}
+
+
 @dataclass(frozen=True)
 class Selection:
     k: int
@@ -127,44 +140,71 @@ class Selection:
     penalty: float
     validation: dict[str, tuple[float, float]]  # "k10-l7-t150-p0.1" -> (mean R-L, missed rate); "k10-top1" too
     booster: Any = None  # the chosen cell's booster, trained on the train split
+    # the same cells per institution: "k10-l7-t150-p0.1" -> institution -> (mean R-L, missed rate)
+    by_institution: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    rule: str = "each institution"  # which missed-finding constraint the chosen cell met
 
     @property
     def cell(self) -> str:
-        return f"k{self.k}-l{self.leaves}-t{self.trees}-p{self.penalty}"
+        return _name(self.k, self.leaves, self.trees, self.penalty)
 
 
 def select(train: Sequence[ds.Example], val: Sequence[ds.Example], ks: Sequence[int] = KS,
            leaves: Sequence[int] = LEAVES, trees: Sequence[int] = TREES,
            penalties: Sequence[float] = PENALTIES) -> Selection:
     """The cell (k, leaves, trees, missed-finding penalty) with the best mean validation R-L among
-    those whose validation missed-finding rate is no higher than the nearest case's (any cell
-    when none is); the top-1 and the oracle (best of the k) recorded beside each k."""
+    those under which no institution's validation missed-finding rate is higher than with its
+    nearest case; failing that, among those whose pooled rate is no higher; failing that, any
+    cell. The top-1 and the oracle (best of the k) are recorded beside each k."""
     index = index_of(train)
     grid: dict[str, tuple[float, float]] = {}
+    per_site: dict[str, dict[str, tuple[float, float]]] = {}
     boosters: dict[str, Any] = {}
+
+    def record(name: str, qs: Sequence[Query], chosen: Sequence[int | None]) -> None:
+        grid[name], per_site[name] = outcome(qs, chosen), by_institution(qs, chosen)
+
     for k in ks:
         train_q, val_q = queries(train, index, k, True), queries(val, index, k, False)
-        grid[f"k{k}-top1"] = outcome(val_q, [0 if q.candidates else None for q in val_q])
-        grid[f"k{k}-oracle"] = outcome(val_q, [max(range(len(q.gains)), key=q.gains.__getitem__) if q.gains else None
-                                               for q in val_q])
+        record(f"k{k}-top1", val_q, [0 if q.candidates else None for q in val_q])
+        record(f"k{k}-oracle", val_q, [max(range(len(q.gains)), key=q.gains.__getitem__) if q.gains else None
+                                       for q in val_q])
         for n_leaves in leaves:
             for penalty in penalties:
                 booster = fit(train_q, n_leaves, max(trees), penalty)
                 for n_trees in trees:
-                    boosters[name := f"k{k}-l{n_leaves}-t{n_trees}-p{penalty}"] = booster
-                    grid[name] = outcome(val_q, picks(booster, val_q, n_trees))
+                    boosters[name := _name(k, n_leaves, n_trees, penalty)] = booster
+                    record(name, val_q, picks(booster, val_q, n_trees))
         log.info("ranker validation (R-L, missed), k=%d: %s", k,
                  {n: (round(v[0], 4), round(v[1], 3)) for n, v in grid.items() if n.startswith(f"k{k}-")})
     cells = [(k, n_leaves, n_trees, p) for k in ks for n_leaves in leaves for n_trees in trees for p in penalties]
-    name_of = "k{}-l{}-t{}-p{}".format
-    safe = [c for c in cells if grid[name_of(*c)][1] <= grid[f"k{c[0]}-top1"][1] + 1e-9] or cells
-    k, n_leaves, n_trees, penalty = max(safe, key=lambda c: (round(grid[name_of(*c)][0], 6), -c[0], -c[2], -c[1]))
-    booster = boosters[name_of(k, n_leaves, n_trees, penalty)]
+    (k, n_leaves, n_trees, penalty), rule = choose(cells, grid, per_site)
+    booster = boosters[_name(k, n_leaves, n_trees, penalty)]
     if n_trees < booster.num_trees():  # keep the chosen number of trees only
         import lightgbm as lgb
 
         booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=n_trees))
-    return Selection(k, n_leaves, n_trees, penalty, grid, booster)
+    return Selection(k, n_leaves, n_trees, penalty, grid, booster, per_site, rule)
+
+
+def choose(cells: Sequence[Cell], grid: dict[str, tuple[float, float]],
+           per_site: dict[str, dict[str, tuple[float, float]]]) -> tuple[Cell, str]:
+    """The cell with the best validation R-L under which no institution misses findings more
+    often than with its nearest case (``k{k}-top1``); failing that, the pooled rate no higher;
+    failing that, any cell. Ties: the smaller k, fewer trees, fewer leaves. Returns the rule met."""
+    def no_more_missed(c: Cell, site: str | None) -> bool:
+        top1 = f"k{c[0]}-top1"
+        if site is None:
+            return grid[_name(*c)][1] <= grid[top1][1] + 1e-9
+        return per_site[_name(*c)][site][1] <= per_site[top1][site][1] + 1e-9
+
+    sites = sorted({site for row in per_site.values() for site in row})
+    rule, safe = "each institution", [c for c in cells if all(no_more_missed(c, s) for s in sites)]
+    if not safe:
+        rule, safe = "pooled", [c for c in cells if no_more_missed(c, None)]
+    if not safe:
+        rule, safe = "none met", list(cells)
+    return max(safe, key=lambda c: (round(grid[_name(*c)][0], 6), -c[0], -c[2], -c[1])), rule
 
 
 def train_ranker(cases: Sequence[ds.Example], out_dir: Path, *, ks: Sequence[int] = KS,
@@ -186,7 +226,10 @@ def train_ranker(cases: Sequence[ds.Example], out_dir: Path, *, ks: Sequence[int
                "validation_missed_rate": chosen.validation[chosen.cell][1],
                "validation_top1_rougeL": chosen.validation[f"k{chosen.k}-top1"][0],
                "validation_top1_missed_rate": chosen.validation[f"k{chosen.k}-top1"][1],
-               "validation_oracle_rougeL": chosen.validation[f"k{chosen.k}-oracle"][0], "grid": chosen.validation}
+               "validation_oracle_rougeL": chosen.validation[f"k{chosen.k}-oracle"][0], "grid": chosen.validation,
+               "validation_by_institution": {name: chosen.by_institution[name]
+                                             for name in (chosen.cell, f"k{chosen.k}-top1")},
+               "missed_rule": chosen.rule}
     return save_ranker(ranker, out_dir, window=window, metrics=metrics,
                        params={"leaves": chosen.leaves, "trees": chosen.trees, "missed_penalty": chosen.penalty,
                                **BASE_PARAMS})

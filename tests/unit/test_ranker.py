@@ -64,6 +64,11 @@ def test_trained_ranker_beats_the_nearest_case_on_validation_and_is_a_versioned_
     metrics = meta["metrics"]
     assert metrics["validation_rougeL"] > metrics["validation_top1_rougeL"] + 0.05  # it learnt to read the findings
     assert metrics["validation_rougeL"] <= metrics["validation_oracle_rougeL"] + 1e-9
+    if metrics["missed_rule"] == "each institution":  # the chosen cell misses no more than the nearest case
+        cell = f"k{meta['k']}-l7-t40-p{meta['params']['missed_penalty']}"
+        chosen, top1 = (metrics["validation_by_institution"][name] for name in (cell, f"k{meta['k']}-top1"))
+        assert chosen.keys() == top1.keys() == {"SITE"}
+        assert all(chosen[site][1] <= top1[site][1] + 1e-9 for site in chosen)
 
     index = rt.index_of(examples)
     drafter = RankerDrafter.load(path, index)
@@ -151,3 +156,22 @@ def test_v3_features_read_each_candidate_against_its_pool() -> None:
         assert f[col["agreement_rank"]] == rank(values("agreement"), i)
         assert f[col["history_rel"]] == pytest.approx(f[col["history_log"]] - max(values("history_log")))
     assert own.features[col["char_cosine_rank"]] == 0 and own.features[col["findings_rougeL_rel"]] == 1.0
+
+
+def test_the_chosen_cell_misses_no_more_findings_than_the_nearest_case_at_any_institution() -> None:
+    # (R-L, missed rate) pooled and per institution; the pooled rate hides a site that misses more
+    cells = [(5, 7, 50, 0.0), (5, 7, 50, 0.1), (5, 7, 50, 0.25)]
+    top1 = {"A": (0.50, 0.20), "B": (0.10, 0.20)}
+    # the best R-L, but B misses more than with its nearest case
+    rows = {"k5-l7-t50-p0.0": ({"A": (0.60, 0.10), "B": (0.14, 0.26)}, (0.40, 0.16)),
+            "k5-l7-t50-p0.1": ({"A": (0.58, 0.20), "B": (0.12, 0.20)}, (0.38, 0.20)),
+            "k5-l7-t50-p0.25": ({"A": (0.55, 0.18), "B": (0.11, 0.20)}, (0.36, 0.19))}
+    grid = {"k5-top1": (0.33, 0.20)} | {name: pooled for name, (_, pooled) in rows.items()}
+    per_site = {"k5-top1": top1} | {name: sites for name, (sites, _) in rows.items()}
+    assert rt.choose(cells, grid, per_site) == ((5, 7, 50, 0.1), "each institution")
+    # no cell keeps every site: the pooled rate decides
+    per_site["k5-l7-t50-p0.1"] = per_site["k5-l7-t50-p0.25"] = {"A": (0.58, 0.21), "B": (0.12, 0.20)}
+    assert rt.choose(cells, grid, per_site) == ((5, 7, 50, 0.0), "pooled")
+    # not even the pooled rate: the best R-L, said so
+    grid = {name: (rl, 0.5) if name != "k5-top1" else (rl, 0.2) for name, (rl, _) in grid.items()}
+    assert rt.choose(cells, grid, per_site) == ((5, 7, 50, 0.0), "none met")
