@@ -6,10 +6,10 @@ by its ROUGE-L against the report's signed impression (model/scoring/rouge.py, t
 everywhere), less ``penalty`` for each finding of the impression it misses (the missed-finding
 proxy of model/scoring/clinical.py), graded 0..``GRADES`` for lambdarank. The pool size ``k``,
 the number of leaves and trees and the penalty are chosen on the validation split only: the best
-R-L among the settings under which no institution misses findings more often than with its
-nearest case (a site reads its own missed-finding rate, not the pooled one; the candidates of a
-validation report come from the whole train split, as a live draft's come from the whole
-history); the
+R-L among the settings under which no institution (of ``MIN_SITE_REPORTS`` validation reports
+or more) misses findings more often than with its nearest case (a site reads its own
+missed-finding rate, not the pooled one; the candidates of a validation report come from the
+whole train split, as a live draft's come from the whole history); the
 chosen ranker is then refit on train + validation as one history and saved as a version
 (model/ranker.py). ``train_ranker`` does all of it from signed cases, so the serving gate can
 refit a ranker from storage.
@@ -38,6 +38,9 @@ KS = (5, 10, 15)
 LEAVES = (7, 15)
 TREES = (50, 150, 400)
 PENALTIES = (0.0, 0.1, 0.25)  # R-L a missed finding costs a candidate's training label
+# an institution's own missed rate constrains the choice from this many validation reports on:
+# on fewer, one report decides (its reports still count in the pooled rate)
+MIN_SITE_REPORTS = 30
 BASE_PARAMS = {"objective": "lambdarank", "learning_rate": 0.05, "min_data_in_leaf": 20, "feature_fraction": 0.9,
                "bagging_fraction": 0.8, "bagging_freq": 1, "lambdarank_truncation_level": 20, "verbose": -1,
                "num_threads": 1, "seed": 0, "deterministic": True}
@@ -178,7 +181,8 @@ def select(train: Sequence[ds.Example], val: Sequence[ds.Example], ks: Sequence[
         log.info("ranker validation (R-L, missed), k=%d: %s", k,
                  {n: (round(v[0], 4), round(v[1], 3)) for n, v in grid.items() if n.startswith(f"k{k}-")})
     cells = [(k, n_leaves, n_trees, p) for k in ks for n_leaves in leaves for n_trees in trees for p in penalties]
-    (k, n_leaves, n_trees, penalty), rule = choose(cells, grid, per_site)
+    sizes = {site: sum(e.institution == site for e in val) for site in {e.institution for e in val}}
+    (k, n_leaves, n_trees, penalty), rule = choose(cells, grid, per_site, sizes)
     booster = boosters[_name(k, n_leaves, n_trees, penalty)]
     if n_trees < booster.num_trees():  # keep the chosen number of trees only
         import lightgbm as lgb
@@ -188,18 +192,20 @@ def select(train: Sequence[ds.Example], val: Sequence[ds.Example], ks: Sequence[
 
 
 def choose(cells: Sequence[Cell], grid: dict[str, tuple[float, float]],
-           per_site: dict[str, dict[str, tuple[float, float]]]) -> tuple[Cell, str]:
-    """The cell with the best validation R-L under which no institution misses findings more
-    often than with its nearest case (``k{k}-top1``); failing that, the pooled rate no higher;
-    failing that, any cell. Ties: the smaller k, fewer trees, fewer leaves. Returns the rule met."""
+           per_site: dict[str, dict[str, tuple[float, float]]], sizes: dict[str, int]) -> tuple[Cell, str]:
+    """The cell with the best validation R-L under which no institution with ``MIN_SITE_REPORTS``
+    validation reports (``sizes``) misses findings more often than with its nearest case
+    (``k{k}-top1``), nor all of them together; failing that, the pooled rate no higher; failing
+    that, any cell. Ties: the smaller k, fewer trees, fewer leaves. Returns the rule met."""
     def no_more_missed(c: Cell, site: str | None) -> bool:
         top1 = f"k{c[0]}-top1"
         if site is None:
             return grid[_name(*c)][1] <= grid[top1][1] + 1e-9
         return per_site[_name(*c)][site][1] <= per_site[top1][site][1] + 1e-9
 
-    sites = sorted({site for row in per_site.values() for site in row})
-    rule, safe = "each institution", [c for c in cells if all(no_more_missed(c, s) for s in sites)]
+    sites = sorted(site for site, n in sizes.items() if n >= MIN_SITE_REPORTS)
+    rule, safe = "each institution", [c for c in cells if no_more_missed(c, None)
+                                      and all(no_more_missed(c, s) for s in sites)]
     if not safe:
         rule, safe = "pooled", [c for c in cells if no_more_missed(c, None)]
     if not safe:

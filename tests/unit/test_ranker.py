@@ -168,10 +168,14 @@ def test_the_chosen_cell_misses_no_more_findings_than_the_nearest_case_at_any_in
             "k5-l7-t50-p0.25": ({"A": (0.55, 0.18), "B": (0.11, 0.20)}, (0.36, 0.19))}
     grid = {"k5-top1": (0.33, 0.20)} | {name: pooled for name, (_, pooled) in rows.items()}
     per_site = {"k5-top1": top1} | {name: sites for name, (sites, _) in rows.items()}
-    assert rt.choose(cells, grid, per_site) == ((5, 7, 50, 0.1), "each institution")
+    sizes = {"A": 200, "B": 50}
+    assert rt.choose(cells, grid, per_site, sizes) == ((5, 7, 50, 0.1), "each institution")
+    # a site with too few validation reports to read its own rate counts in the pooled one only
+    assert rt.choose(cells, grid, per_site, {"A": 200, "B": rt.MIN_SITE_REPORTS - 1}) == ((5, 7, 50, 0.0),
+                                                                                         "each institution")
     # no cell keeps every site: the pooled rate decides
     per_site["k5-l7-t50-p0.1"] = per_site["k5-l7-t50-p0.25"] = {"A": (0.58, 0.21), "B": (0.12, 0.20)}
-    assert rt.choose(cells, grid, per_site) == ((5, 7, 50, 0.0), "pooled")
+    assert rt.choose(cells, grid, per_site, sizes) == ((5, 7, 50, 0.0), "pooled")
     # not even the pooled rate: the best R-L, said so
     grid = {name: (rl, 0.5) if name != "k5-top1" else (rl, 0.2) for name, (rl, _) in grid.items()}
-    assert rt.choose(cells, grid, per_site) == ((5, 7, 50, 0.0), "none met")
+    assert rt.choose(cells, grid, per_site, sizes) == ((5, 7, 50, 0.0), "none met")
