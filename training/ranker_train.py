@@ -145,7 +145,7 @@ class Selection:
     booster: Any = None  # the chosen cell's booster, trained on the train split
     # the same cells per institution: "k10-l7-t150-p0.1" -> institution -> (mean R-L, missed rate)
     by_institution: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
-    rule: str = "each institution"  # which missed-finding constraint the chosen cell met
+    rule: str = ""  # which missed-finding constraint the chosen cell met (see ``choose``)
 
     @property
     def cell(self) -> str:
@@ -196,7 +196,9 @@ def choose(cells: Sequence[Cell], grid: dict[str, tuple[float, float]],
     """The cell with the best validation R-L under which no institution with ``MIN_SITE_REPORTS``
     validation reports (``sizes``) misses findings more often than with its nearest case
     (``k{k}-top1``), nor all of them together; failing that, the pooled rate no higher; failing
-    that, any cell. Ties: the smaller k, fewer trees, fewer leaves. Returns the rule met."""
+    that, any cell. Ties: the smaller k, fewer trees, fewer leaves, then the first in ``cells``
+    (the smaller penalty). Returns the rule met: "each institution" only where at least one
+    institution was large enough to be read on its own."""
     def no_more_missed(c: Cell, site: str | None) -> bool:
         top1 = f"k{c[0]}-top1"
         if site is None:
@@ -204,7 +206,7 @@ def choose(cells: Sequence[Cell], grid: dict[str, tuple[float, float]],
         return per_site[_name(*c)][site][1] <= per_site[top1][site][1] + 1e-9
 
     sites = sorted(site for site, n in sizes.items() if n >= MIN_SITE_REPORTS)
-    rule, safe = "each institution", [c for c in cells if no_more_missed(c, None)
+    rule, safe = "each institution", [c for c in cells if sites and no_more_missed(c, None)
                                       and all(no_more_missed(c, s) for s in sites)]
     if not safe:
         rule, safe = "pooled", [c for c in cells if no_more_missed(c, None)]

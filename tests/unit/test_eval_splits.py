@@ -78,6 +78,7 @@ def test_consensus_and_ranker_are_chosen_on_validation_and_compared_report_by_re
     assert means["ranker"] > means["retrieval"] + 0.05, means
     assert "k chosen per institution on the validation split (OTHER: k=" in result.notes["consensus"]
     assert "chosen on the validation split" in result.notes["ranker"]
+    assert "missed-finding rule met: each institution" in result.notes["ranker"]
     text = markdown(result, ["institution"])
     assert "### R-L against retrieval, paired (difference, p)" in text
     assert "### R-L against consensus, paired (difference, p)" in text

@@ -64,11 +64,12 @@ def test_trained_ranker_beats_the_nearest_case_on_validation_and_is_a_versioned_
     metrics = meta["metrics"]
     assert metrics["validation_rougeL"] > metrics["validation_top1_rougeL"] + 0.05  # it learnt to read the findings
     assert metrics["validation_rougeL"] <= metrics["validation_oracle_rougeL"] + 1e-9
-    if metrics["missed_rule"] == "each institution":  # the chosen cell misses no more than the nearest case
-        cell = f"k{meta['k']}-l7-t40-p{meta['params']['missed_penalty']}"
-        chosen, top1 = (metrics["validation_by_institution"][name] for name in (cell, f"k{meta['k']}-top1"))
-        assert chosen.keys() == top1.keys() == {"SITE"}
-        assert all(chosen[site][1] <= top1[site][1] + 1e-9 for site in chosen)
+    # the rule and the per-institution figures travel with the artifact (choose() is tested below)
+    assert metrics["missed_rule"] == "each institution"
+    cell = f"k{meta['k']}-l7-t40-p{meta['params']['missed_penalty']}"
+    chosen, top1 = (metrics["validation_by_institution"][name] for name in (cell, f"k{meta['k']}-top1"))
+    assert chosen.keys() == top1.keys() == {"SITE"}
+    assert chosen["SITE"][1] <= top1["SITE"][1] + 1e-9
 
     index = rt.index_of(examples)
     drafter = RankerDrafter.load(path, index)
@@ -176,6 +177,20 @@ def test_the_chosen_cell_misses_no_more_findings_than_the_nearest_case_at_any_in
     # no cell keeps every site: the pooled rate decides
     per_site["k5-l7-t50-p0.1"] = per_site["k5-l7-t50-p0.25"] = {"A": (0.58, 0.21), "B": (0.12, 0.20)}
     assert rt.choose(cells, grid, per_site, sizes) == ((5, 7, 50, 0.0), "pooled")
+    # no site large enough to be read on its own: the pooled rule, named as such
+    assert rt.choose(cells, grid, per_site, {"A": 20, "B": 10}) == ((5, 7, 50, 0.0), "pooled")
     # not even the pooled rate: the best R-L, said so
     grid = {name: (rl, 0.5) if name != "k5-top1" else (rl, 0.2) for name, (rl, _) in grid.items()}
     assert rt.choose(cells, grid, per_site, sizes) == ((5, 7, 50, 0.0), "none met")
+
+
+def test_each_cell_is_held_to_the_nearest_case_of_its_own_k_and_ties_go_to_the_simpler_cell() -> None:
+    sizes = {"A": 100}
+    cells = [(5, 7, 50, 0.0), (10, 7, 50, 0.0), (10, 7, 50, 0.1), (10, 15, 150, 0.1)]
+    top1 = {"k5-top1": (0.30, 0.10), "k10-top1": (0.30, 0.30)}  # the same case, read with other k's cells
+    cell_rows = {"k5-l7-t50-p0.0": (0.40, 0.20),  # worse than k5's nearest case
+                 "k10-l7-t50-p0.0": (0.38, 0.25), "k10-l7-t50-p0.1": (0.38, 0.25), "k10-l15-t150-p0.1": (0.38, 0.25)}
+    grid = top1 | cell_rows
+    per_site = {name: {"A": value} for name, value in grid.items()}
+    # k=5's cell misses more than k=5's top-1 (0.10), though not more than k=10's (0.30)
+    assert rt.choose(cells, grid, per_site, sizes) == ((10, 7, 50, 0.0), "each institution")
