@@ -18,7 +18,8 @@ refit a ranker from storage.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,10 +156,9 @@ class Selection:
 def select(train: Sequence[ds.Example], val: Sequence[ds.Example], ks: Sequence[int] = KS,
            leaves: Sequence[int] = LEAVES, trees: Sequence[int] = TREES,
            penalties: Sequence[float] = PENALTIES) -> Selection:
-    """The cell (k, leaves, trees, missed-finding penalty) with the best mean validation R-L among
-    those under which no institution's validation missed-finding rate is higher than with its
-    nearest case; failing that, among those whose pooled rate is no higher; failing that, any
-    cell. The top-1 and the oracle (best of the k) are recorded beside each k."""
+    """The cell (k, leaves, trees, missed-finding penalty) that ``choose`` takes from the grid's
+    validation figures, pooled and per institution. The top-1 and the oracle (best of the k) are
+    recorded beside each k."""
     index = index_of(train)
     grid: dict[str, tuple[float, float]] = {}
     per_site: dict[str, dict[str, tuple[float, float]]] = {}
@@ -181,8 +181,7 @@ def select(train: Sequence[ds.Example], val: Sequence[ds.Example], ks: Sequence[
         log.info("ranker validation (R-L, missed), k=%d: %s", k,
                  {n: (round(v[0], 4), round(v[1], 3)) for n, v in grid.items() if n.startswith(f"k{k}-")})
     cells = [(k, n_leaves, n_trees, p) for k in ks for n_leaves in leaves for n_trees in trees for p in penalties]
-    sizes = {site: sum(e.institution == site for e in val) for site in {e.institution for e in val}}
-    (k, n_leaves, n_trees, penalty), rule = choose(cells, grid, per_site, sizes)
+    (k, n_leaves, n_trees, penalty), rule = choose(cells, grid, per_site, Counter(e.institution for e in val))
     booster = boosters[_name(k, n_leaves, n_trees, penalty)]
     if n_trees < booster.num_trees():  # keep the chosen number of trees only
         import lightgbm as lgb
@@ -192,7 +191,7 @@ def select(train: Sequence[ds.Example], val: Sequence[ds.Example], ks: Sequence[
 
 
 def choose(cells: Sequence[Cell], grid: dict[str, tuple[float, float]],
-           per_site: dict[str, dict[str, tuple[float, float]]], sizes: dict[str, int]) -> tuple[Cell, str]:
+           per_site: dict[str, dict[str, tuple[float, float]]], sizes: Mapping[str, int]) -> tuple[Cell, str]:
     """The cell with the best validation R-L under which no institution with ``MIN_SITE_REPORTS``
     validation reports (``sizes``) misses findings more often than with its nearest case
     (``k{k}-top1``), nor all of them together; failing that, the pooled rate no higher; failing
@@ -206,8 +205,8 @@ def choose(cells: Sequence[Cell], grid: dict[str, tuple[float, float]],
         return per_site[_name(*c)][site][1] <= per_site[top1][site][1] + 1e-9
 
     sites = sorted(site for site, n in sizes.items() if n >= MIN_SITE_REPORTS)
-    rule, safe = "each institution", [c for c in cells if sites and no_more_missed(c, None)
-                                      and all(no_more_missed(c, s) for s in sites)]
+    safe = [c for c in cells if no_more_missed(c, None) and all(no_more_missed(c, s) for s in sites)] if sites else []
+    rule = "each institution"
     if not safe:
         rule, safe = "pooled", [c for c in cells if no_more_missed(c, None)]
     if not safe:

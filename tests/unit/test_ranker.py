@@ -109,10 +109,10 @@ def test_a_ranker_reads_its_own_columns_by_name_and_refuses_a_list_that_does_not
     booster = lgb.train(rt.BASE_PARAMS | {"num_leaves": 7}, lgb.Dataset(x[:, columns], label=y, group=group,
                                                                        feature_name=list(named)), num_boost_round=30)
     path = save_ranker(Ranker(booster, 5, named), tmp_path / "rankers", window={}, metrics={}, params={})
-    drafter = RankerDrafter.load(path, rt.index_of(examples))
+    index = rt.index_of(examples)
+    drafter = RankerDrafter.load(path, index)
     assert drafter.ranker.features == named
     new = corpus(20, seed=77)
-    index = rt.index_of(examples)
     for e in new:  # the served choice is the booster's own on exactly those columns
         found = candidates(index, e.institution, e.findings, e.language, 5)
         direct = booster.predict(np.asarray([c.features for c in found])[:, columns])
